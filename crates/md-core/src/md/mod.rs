@@ -1,0 +1,5 @@
+//! The managed domain (MD) model.
+
+pub mod keyspec;
+
+pub use keyspec::KeySpec;
