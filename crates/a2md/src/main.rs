@@ -3,8 +3,11 @@ use clap::Parser;
 
 /// Command line of a2md; sub-commands arrive with the store and ACME issues.
 #[derive(Parser, Debug)]
-#[command(name = "a2md", about = "Manage the mod_md certificate store and ACME accounts",
-          disable_version_flag = true)]
+#[command(
+    name = "a2md",
+    about = "Manage the mod_md certificate store and ACME accounts",
+    disable_version_flag = true
+)]
 struct Cli {
     /// Print the version as "version: <semver>" and exit.
     #[arg(short = 'V', long = "version")]

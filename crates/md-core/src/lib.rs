@@ -9,4 +9,7 @@
 /// Version of mod_md-rs, as printed by `a2md --version` and used in the User-Agent.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod config;
+pub mod log;
 pub mod md;
+pub mod time;

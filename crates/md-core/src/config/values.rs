@@ -1,0 +1,467 @@
+//! Pure parsers for directive values. Each returns a message that names what is wrong; the
+//! directive layer prefixes the directive name and httpd adds file and line.
+
+use crate::md::keyspec::RSA_MIN_BITS;
+use crate::md::KeySpec;
+
+/// Default ACME CA: Let's Encrypt production.
+pub const DEFAULT_CA_URL: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// CA names that MDCertificateAuthority accepts instead of a URL (case-insensitive).
+pub const KNOWN_CAS: &[(&str, &str)] = &[
+    ("LetsEncrypt", DEFAULT_CA_URL),
+    (
+        "LetsEncrypt-Test",
+        "https://acme-staging-v02.api.letsencrypt.org/directory",
+    ),
+    ("Buypass", "https://api.buypass.com/acme/directory"),
+    (
+        "Buypass-Test",
+        "https://api.test4.buypass.no/acme/directory",
+    ),
+];
+
+/// The known CA name for a directory URL, if it is one of [`KNOWN_CAS`].
+pub fn known_ca_name(url: &str) -> Option<&'static str> {
+    KNOWN_CAS.iter().find(|(_, u)| *u == url).map(|(n, _)| *n)
+}
+
+/// `on` / `off`, case-insensitive.
+pub fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("'{s}': expected 'on' or 'off'")),
+    }
+}
+
+/// True when `s` is an absolute URI: a scheme, a colon and something after it.
+pub fn is_absolute_uri(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !rest.is_empty()
+}
+
+/// A CA given as URL or known name, resolved to its directory URL.
+pub fn parse_ca(s: &str) -> Result<String, String> {
+    if let Some((_, url)) = KNOWN_CAS.iter().find(|(n, _)| n.eq_ignore_ascii_case(s)) {
+        return Ok((*url).to_string());
+    }
+    if is_absolute_uri(s) {
+        return Ok(s.to_string());
+    }
+    let names: Vec<&str> = KNOWN_CAS.iter().map(|(n, _)| *n).collect();
+    Err(format!(
+        "unknown CA name '{s}': use an absolute URL or one of the known names: {}",
+        names.join(", ")
+    ))
+}
+
+/// How certificates are renewed (MDRenewMode, legacy MDDriveMode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewMode {
+    /// Never renew (`manual`, `stick`): only watch for expiry.
+    Manual = 0,
+    /// Renew MDs that are used and have no static files (`auto`, `automatic`).
+    Auto = 1,
+    /// Renew all MDs, also unused ones and those with static files (`always`).
+    Always = 2,
+}
+
+impl RenewMode {
+    /// Parse the directive value (case-insensitive).
+    pub fn parse(s: &str) -> Result<RenewMode, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" | "automatic" => Ok(RenewMode::Auto),
+            "always" => Ok(RenewMode::Always),
+            "manual" | "stick" => Ok(RenewMode::Manual),
+            _ => Err(format!(
+                "unknown MDDriveMode '{s}': supported are 'auto', 'always' and 'manual'"
+            )),
+        }
+    }
+}
+
+/// MDRequireHttps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequireHttps {
+    /// No redirects.
+    Off,
+    /// Redirect with 302/307.
+    Temporary,
+    /// Redirect with 301/308 and send HSTS.
+    Permanent,
+}
+
+impl RequireHttps {
+    /// Parse the directive value (case-insensitive).
+    pub fn parse(s: &str) -> Result<RequireHttps, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" => Ok(RequireHttps::Off),
+            "temporary" => Ok(RequireHttps::Temporary),
+            "permanent" => Ok(RequireHttps::Permanent),
+            _ => Err(format!(
+                "unknown value '{s}', supported parameter values are 'temporary', \
+                 'permanent' and 'off'"
+            )),
+        }
+    }
+
+    /// The md.json form (`None` for off).
+    pub fn as_json_str(&self) -> Option<&'static str> {
+        match self {
+            RequireHttps::Off => None,
+            RequireHttps::Temporary => Some("temporary"),
+            RequireHttps::Permanent => Some("permanent"),
+        }
+    }
+}
+
+/// MDMatchNames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchNames {
+    /// Match MD names against ServerName and ServerAlias.
+    All,
+    /// Match against ServerName only.
+    ServerNames,
+}
+
+impl MatchNames {
+    /// Parse the directive value (case-insensitive).
+    pub fn parse(s: &str) -> Result<MatchNames, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "all" => Ok(MatchNames::All),
+            "servernames" => Ok(MatchNames::ServerNames),
+            _ => Err(format!("'{s}': expected 'all' or 'servernames'")),
+        }
+    }
+}
+
+/// Local ports that receive the public http (80) and https (443) traffic; `None` = not reachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortMap {
+    /// Local port for public port 80.
+    pub http: Option<u16>,
+    /// Local port for public port 443.
+    pub https: Option<u16>,
+}
+
+impl Default for PortMap {
+    fn default() -> Self {
+        PortMap {
+            http: Some(80),
+            https: Some(443),
+        }
+    }
+}
+
+impl PortMap {
+    /// Apply one mapping `80:<port>`, `443:<port>`, `http:<port>`, `https:<port>` (`-` = none).
+    pub fn apply(&mut self, mapping: &str) -> Result<(), String> {
+        let (public, local) = mapping
+            .split_once(':')
+            .ok_or_else(|| format!("'{mapping}': expected a mapping like http:8080"))?;
+        let local = if local == "-" {
+            None
+        } else {
+            match local.parse::<u32>() {
+                Ok(p) if p > 0 && p <= 65535 => Some(p as u16),
+                _ => return Err(format!("'{mapping}': invalid port number '{local}'")),
+            }
+        };
+        match public.to_ascii_lowercase().as_str() {
+            "80" | "http" => self.http = local,
+            "443" | "https" => self.https = local,
+            _ => {
+                return Err(format!(
+                    "'{mapping}': only ports 80 (http) and 443 (https) can be mapped"
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// External Account Binding configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Eab {
+    /// Explicitly none.
+    None,
+    /// Key id and base64url HMAC key.
+    Key {
+        /// EAB key identifier.
+        kid: String,
+        /// base64url-encoded HMAC key.
+        hmac: String,
+    },
+}
+
+impl Eab {
+    /// Parse the JSON file form `{"kid": "...", "hmac": "..."}`.
+    pub fn from_json(path: &str, text: &str) -> Result<Eab, String> {
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| format!("error reading JSON file '{path}': {e}"))?;
+        let get = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        match (get("kid"), get("hmac")) {
+            (Some(kid), Some(hmac)) => Ok(Eab::Key { kid, hmac }),
+            (None, _) => Err(format!("JSON file '{path}' does not contain a 'kid' value")),
+            (_, None) => Err(format!(
+                "JSON file '{path}' does not contain a 'hmac' value"
+            )),
+        }
+    }
+}
+
+/// MDStoreLocks: off, or on with a maximum wait.
+pub fn parse_store_locks(s: &str) -> Result<Option<std::time::Duration>, String> {
+    const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+    match s.to_ascii_lowercase().as_str() {
+        "on" => Ok(Some(DEFAULT_WAIT)),
+        "off" => Ok(None),
+        _ => {
+            let d = crate::time::parse_duration(s, crate::time::Unit::Seconds)
+                .map_err(|e| format!("expected 'on', 'off' or a duration: {e}"))?;
+            Ok(if d.is_zero() { None } else { Some(d) })
+        }
+    }
+}
+
+/// MDPrivateKeys arguments: `Default` alone, or RSA/curve specs without duplicates.
+pub fn parse_private_keys(args: &[String]) -> Result<Vec<KeySpec>, String> {
+    let mut specs: Vec<KeySpec> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        let lower = arg.to_ascii_lowercase();
+        let spec = if lower == "default" {
+            if args.len() > 1 {
+                return Err("'Default' allows no other key specification".into());
+            }
+            KeySpec::Default
+        } else if let Some(rest) = lower.strip_prefix("rsa") {
+            let bits = if !rest.is_empty() {
+                rest.parse::<u32>()
+                    .map_err(|_| format!("'{arg}': not an RSA key size"))?
+            } else if let Some(n) = args.get(i + 1).and_then(|n| n.parse::<u32>().ok()) {
+                i += 1;
+                n
+            } else {
+                crate::md::keyspec::RSA_DEFAULT_BITS
+            };
+            if bits < RSA_MIN_BITS {
+                return Err(format!(
+                    "must be {RSA_MIN_BITS} or higher in order to be considered safe, got {bits}"
+                ));
+            }
+            KeySpec::Rsa { bits }
+        } else if lower.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!("'{arg}': a key size needs 'RSA' before it"));
+        } else {
+            KeySpec::Ec { curve: arg.clone() }
+        };
+        if specs.iter().any(|s| s.is_rsa() && spec.is_rsa()) {
+            return Err("only one RSA key specification is allowed".into());
+        }
+        if let KeySpec::Ec { curve } = &spec {
+            if specs.iter().any(|s| s.name().eq_ignore_ascii_case(curve)) {
+                return Err(format!("curve '{curve}' is specified more than once"));
+            }
+        }
+        specs.push(spec);
+        i += 1;
+    }
+    if specs.is_empty() {
+        return Err("needs at least one key specification".into());
+    }
+    Ok(specs)
+}
+
+/// Split a directive line into words like httpd's `ap_getword_conf`: whitespace separates,
+/// single or double quotes group, a backslash escapes the quote character inside quotes.
+pub fn split_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&first) = chars.peek() else { break };
+        let mut word = String::new();
+        if first == '"' || first == '\'' {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '\\' && chars.peek() == Some(&first) {
+                    word.push(first);
+                    chars.next();
+                } else if c == first {
+                    break;
+                } else {
+                    word.push(c);
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                word.push(c);
+                chars.next();
+            }
+        }
+        words.push(word);
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn on_off() {
+        assert_eq!(parse_on_off("On"), Ok(true));
+        assert_eq!(parse_on_off("OFF"), Ok(false));
+        assert!(parse_on_off("yes").is_err());
+    }
+
+    #[test]
+    fn ca_names_and_urls() {
+        assert_eq!(parse_ca("letsencrypt").unwrap(), DEFAULT_CA_URL);
+        assert!(parse_ca("LetsEncrypt-Test").unwrap().contains("staging"));
+        assert_eq!(
+            parse_ca("https://ca.test/dir").unwrap(),
+            "https://ca.test/dir"
+        );
+        let e = parse_ca("nonsense").unwrap_err();
+        assert!(
+            e.contains("LetsEncrypt") && e.contains("Buypass-Test"),
+            "{e}"
+        );
+        assert_eq!(known_ca_name(DEFAULT_CA_URL), Some("LetsEncrypt"));
+    }
+
+    #[test]
+    fn renew_modes() {
+        assert_eq!(RenewMode::parse("Automatic"), Ok(RenewMode::Auto));
+        assert_eq!(RenewMode::parse("stick"), Ok(RenewMode::Manual));
+        assert_eq!(RenewMode::parse("always"), Ok(RenewMode::Always));
+        assert!(RenewMode::parse("sometimes")
+            .unwrap_err()
+            .contains("MDDriveMode"));
+    }
+
+    #[test]
+    fn require_https_and_match_names() {
+        assert_eq!(
+            RequireHttps::parse("permanent"),
+            Ok(RequireHttps::Permanent)
+        );
+        assert_eq!(RequireHttps::Temporary.as_json_str(), Some("temporary"));
+        assert!(RequireHttps::parse("always").is_err());
+        assert_eq!(
+            MatchNames::parse("ServerNames"),
+            Ok(MatchNames::ServerNames)
+        );
+        assert!(MatchNames::parse("some").is_err());
+    }
+
+    #[test]
+    fn port_maps() {
+        let mut m = PortMap::default();
+        m.apply("http:8080").unwrap();
+        m.apply("443:-").unwrap();
+        assert_eq!(
+            m,
+            PortMap {
+                http: Some(8080),
+                https: None
+            }
+        );
+        assert!(m.apply("http:0").is_err());
+        assert!(m.apply("http:65536").is_err());
+        assert!(m.apply("ftp:21").is_err());
+        assert!(m.apply("8080").is_err());
+    }
+
+    #[test]
+    fn private_keys() {
+        assert_eq!(
+            parse_private_keys(&v(&["Default"])).unwrap(),
+            vec![KeySpec::Default]
+        );
+        assert_eq!(
+            parse_private_keys(&v(&["RSA", "3072"])).unwrap(),
+            vec![KeySpec::Rsa { bits: 3072 }]
+        );
+        assert_eq!(
+            parse_private_keys(&v(&["secp384r1", "rsa4096"])).unwrap(),
+            vec![
+                KeySpec::Ec {
+                    curve: "secp384r1".into()
+                },
+                KeySpec::Rsa { bits: 4096 }
+            ]
+        );
+        assert!(parse_private_keys(&v(&["RSA", "1024"])).is_err());
+        assert!(parse_private_keys(&v(&["Default", "P-256"])).is_err());
+        assert!(parse_private_keys(&v(&["rsa2048", "RSA"])).is_err());
+        assert!(parse_private_keys(&v(&["P-256", "p-256"])).is_err());
+        assert!(parse_private_keys(&v(&[])).is_err());
+    }
+
+    #[test]
+    fn store_locks() {
+        assert_eq!(
+            parse_store_locks("on"),
+            Ok(Some(std::time::Duration::from_secs(5)))
+        );
+        assert_eq!(parse_store_locks("off"), Ok(None));
+        assert_eq!(parse_store_locks("0"), Ok(None));
+        assert_eq!(
+            parse_store_locks("10s"),
+            Ok(Some(std::time::Duration::from_secs(10)))
+        );
+        assert!(parse_store_locks("maybe").is_err());
+    }
+
+    #[test]
+    fn eab_json() {
+        assert_eq!(
+            Eab::from_json("f", r#"{"kid":"k","hmac":"h"}"#),
+            Ok(Eab::Key {
+                kid: "k".into(),
+                hmac: "h".into()
+            })
+        );
+        assert!(Eab::from_json("f", "{").is_err());
+        assert!(Eab::from_json("f", r#"{"kid":"k"}"#)
+            .unwrap_err()
+            .contains("hmac"));
+    }
+
+    #[test]
+    fn words() {
+        assert_eq!(
+            split_words("  a.org  \"b c\" 'd\\'e' f>"),
+            v(&["a.org", "b c", "d'e", "f>"])
+        );
+        assert!(split_words("   ").is_empty());
+    }
+
+    #[test]
+    fn absolute_uris() {
+        assert!(is_absolute_uri("https://x/y"));
+        assert!(is_absolute_uri("urn:x"));
+        assert!(!is_absolute_uri("x"));
+        assert!(!is_absolute_uri("1http://x"));
+        assert!(!is_absolute_uri("http:"));
+    }
+}

@@ -1,0 +1,420 @@
+//! Post-config: link MDs to virtual hosts and check the result as the C module does
+//! (overlaps AH10038, SSL vhost with two MDs AH10042, uncovered names AH10040, unused MDs AH10045,
+//! static file counts AH10170/AH10171, MDRequireHttps without SSL vhost AH10105).
+
+use super::values::MatchNames;
+use super::{ModConfig, Origin};
+use crate::log::Level;
+use crate::md::ManagedDomain;
+
+/// What httpd knows about one server (the base server or a `<VirtualHost>`).
+#[derive(Debug, Clone, Default)]
+pub struct VHost {
+    /// Opaque key (the same as in [`super::Context::server_key`]).
+    pub key: usize,
+    /// ServerName.
+    pub server_name: String,
+    /// ServerAlias names, wildcards included.
+    pub aliases: Vec<String>,
+    /// The base server (outside any `<VirtualHost>`).
+    pub is_base: bool,
+    /// mod_ssl asked us for certificates for it: an SSL vhost.
+    pub is_ssl: bool,
+    /// Where the vhost was defined (for messages).
+    pub origin: Origin,
+}
+
+/// One finding of the checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Log level.
+    pub level: Level,
+    /// The C module's message number (`AH10038`).
+    pub ah: &'static str,
+    /// Message text without the AH prefix.
+    pub message: String,
+    /// Startup must fail.
+    pub fatal: bool,
+}
+
+impl Diagnostic {
+    fn new(level: Level, ah: &'static str, fatal: bool, message: String) -> Self {
+        Diagnostic {
+            level,
+            ah,
+            message,
+            fatal,
+        }
+    }
+}
+
+/// Glob match with `*` and `?`, case-insensitive (ServerAlias wildcards).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
+    let n: Vec<char> = name.to_ascii_lowercase().chars().collect();
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// True when MD domain `domain` (possibly `*.x`) covers host name `host`: equal, or a wildcard
+/// matching exactly one more label.
+pub fn domain_covers(domain: &str, host: &str) -> bool {
+    if domain.eq_ignore_ascii_case(host) {
+        return true;
+    }
+    match domain.strip_prefix("*.") {
+        Some(suffix) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(suffix)),
+        None => false,
+    }
+}
+
+/// Does the MD name `domain` match the vhost under the given MDMatchNames mode?
+fn matches_vhost(domain: &str, v: &VHost, mode: MatchNames) -> bool {
+    let name_hit = |host: &str| {
+        domain_covers(domain, host) || (host.contains(['*', '?']) && glob_match(host, domain))
+    };
+    if name_hit(&v.server_name) {
+        return true;
+    }
+    mode == MatchNames::All && v.aliases.iter().any(|a| name_hit(a))
+}
+
+/// Names two MDs have in common (also through wildcards).
+fn overlap(a: &[String], b: &[String]) -> Option<String> {
+    a.iter()
+        .find(|x| b.iter().any(|y| domain_covers(x, y) || domain_covers(y, x)))
+        .cloned()
+}
+
+/// Result of linking: for each MD (config order) the vhosts (indices into the input) it is
+/// assigned to, the MDs with names added from vhosts, and the findings.
+#[derive(Debug, Clone, Default)]
+pub struct Linked {
+    /// Per MD, indices of the vhosts assigned to it.
+    pub md_vhosts: Vec<Vec<usize>>,
+    /// Per vhost, indices of the MDs assigned to it.
+    pub vhost_mds: Vec<Vec<usize>>,
+    /// Findings; any `fatal` one fails startup.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Linked {
+    /// The first fatal finding, if any.
+    pub fn fatal(&self) -> Option<&Diagnostic> {
+        self.diagnostics.iter().find(|d| d.fatal)
+    }
+}
+
+/// Check MD definitions against each other before the vhosts are known to be SSL or not
+/// (post_config before mod_ssl): overlaps and static file counts.
+pub fn check_definitions(mc: &ModConfig, base_name: &str) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    if mc.global.match_names != Some(MatchNames::ServerNames) {
+        for (i, a) in mc.mds.iter().enumerate() {
+            for b in &mc.mds[i + 1..] {
+                if let Some(name) = overlap(&a.domains, &b.domains) {
+                    out.push(Diagnostic::new(
+                        Level::Err,
+                        "AH10038",
+                        true,
+                        format!(
+                            "Server {base_name}: Managed Domains '{}' and '{}' have overlap in \
+                             '{name}' (defined at {}:{} and {}:{}). A domain name may only \
+                             appear in one MDomain.",
+                            a.name(),
+                            b.name(),
+                            a.origin.file,
+                            a.origin.line,
+                            b.origin.file,
+                            b.origin.line
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for md in &mc.mds {
+        if md.cert_files.len() != md.key_files.len() {
+            let (ah, what) = if md.cert_files.len() > md.key_files.len() {
+                ("AH10170", "MDCertificateKeyFile")
+            } else {
+                ("AH10171", "MDCertificateFile")
+            };
+            out.push(Diagnostic::new(
+                Level::Err,
+                ah,
+                true,
+                format!(
+                    "MDomain {}: {} MDCertificateFile and {} MDCertificateKeyFile given; \
+                     each certificate needs exactly one key: a {what} is missing.",
+                    md.name(),
+                    md.cert_files.len(),
+                    md.key_files.len()
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// Assign MDs to vhosts (after mod_ssl marked the SSL ones), add vhost names to MDs with
+/// MDMembers auto, and report the findings of the C module's post-config checks.
+pub fn link(mds: &mut [ManagedDomain], vhosts: &[VHost], mc: &ModConfig) -> Linked {
+    let mode = mc.global.match_names.unwrap_or(MatchNames::All);
+    let base_server = mc.global.base_server.unwrap_or(false);
+    let mut linked = Linked {
+        md_vhosts: vec![Vec::new(); mds.len()],
+        vhost_mds: vec![Vec::new(); vhosts.len()],
+        diagnostics: Vec::new(),
+    };
+    for (vi, v) in vhosts.iter().enumerate() {
+        if v.is_base && !base_server {
+            continue;
+        }
+        let mut hits: Vec<usize> = (0..mds.len())
+            .filter(|&mi| mds[mi].domains.iter().any(|d| matches_vhost(d, v, mode)))
+            .collect();
+        // With servernames, a non-wildcard MD pre-empts wildcard MDs for the same vhost.
+        if mode == MatchNames::ServerNames && hits.len() > 1 {
+            let exact: Vec<usize> = hits
+                .iter()
+                .copied()
+                .filter(|&mi| {
+                    mds[mi]
+                        .domains
+                        .iter()
+                        .any(|d| d.eq_ignore_ascii_case(&v.server_name))
+                })
+                .collect();
+            if !exact.is_empty() {
+                hits = exact;
+            }
+        }
+        if v.is_ssl && hits.len() > 1 {
+            linked.diagnostics.push(Diagnostic::new(
+                Level::Err,
+                "AH10042",
+                true,
+                format!(
+                    "conflict: MDs {} and {} are both matched by the SSL VirtualHost {} \
+                     (defined at {}:{}); an SSL VirtualHost can only have one certificate",
+                    mds[hits[0]].name,
+                    mds[hits[1]].name,
+                    v.server_name,
+                    v.origin.file,
+                    v.origin.line
+                ),
+            ));
+            continue;
+        }
+        for &mi in &hits {
+            linked.md_vhosts[mi].push(vi);
+            linked.vhost_mds[vi].push(mi);
+            if !v.is_ssl {
+                continue;
+            }
+            let md = &mut mds[mi];
+            let names = std::iter::once(&v.server_name).chain(v.aliases.iter());
+            for n in names.filter(|n| !n.is_empty()) {
+                if md.domains.iter().any(|d| domain_covers(d, n)) {
+                    continue;
+                }
+                if md.transitive {
+                    md.domains.push(n.to_ascii_lowercase());
+                } else {
+                    linked.diagnostics.push(Diagnostic::new(
+                        Level::Warning,
+                        "AH10040",
+                        false,
+                        format!(
+                            "Virtual Host {}:{} matches Managed Domain '{}', but the name/alias \
+                             {n} itself is not managed. A requested MD certificate will not \
+                             match ServerName.",
+                            v.server_name, v.origin.line, md.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for (mi, md) in mds.iter().enumerate() {
+        let vs = &linked.md_vhosts[mi];
+        if vs.is_empty() {
+            linked.diagnostics.push(Diagnostic::new(
+                Level::Warning,
+                "AH10045",
+                false,
+                format!("No VirtualHost matches Managed Domain {}", md.name),
+            ));
+        } else if md.require_https != crate::config::values::RequireHttps::Off
+            && !vs.iter().any(|&vi| vhosts[vi].is_ssl)
+        {
+            linked.diagnostics.push(Diagnostic::new(
+                Level::Warning,
+                "AH10105",
+                false,
+                format!(
+                    "MD {} does not match any VirtualHost with 'SSLEngine on', but is \
+                     configured to require https. This cannot work.",
+                    md.name
+                ),
+            ));
+        }
+    }
+    linked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ArgValue, Context, Settings};
+
+    fn mc_with(lines: &[&str]) -> (ModConfig, Settings) {
+        let mut mc = ModConfig::default();
+        let mut srv = Settings::default();
+        for (i, l) in lines.iter().enumerate() {
+            let mut w = l.split_whitespace();
+            let name = w.next().unwrap();
+            let ctx = Context {
+                origin: Origin {
+                    file: "httpd.conf".into(),
+                    line: i as u32 + 1,
+                },
+                ..Default::default()
+            };
+            mc.apply(
+                &mut srv,
+                &ctx,
+                name,
+                ArgValue::Words(w.map(String::from).collect()),
+            )
+            .unwrap();
+        }
+        (mc, srv)
+    }
+
+    fn vh(name: &str, aliases: &[&str], ssl: bool) -> VHost {
+        VHost {
+            server_name: name.into(),
+            aliases: aliases.iter().map(|s| s.to_string()).collect(),
+            is_ssl: ssl,
+            ..Default::default()
+        }
+    }
+
+    fn resolve((mc, srv): &(ModConfig, Settings)) -> Vec<ManagedDomain> {
+        mc.mds
+            .iter()
+            .map(|d| ManagedDomain::resolve(d, srv, mc))
+            .collect()
+    }
+
+    #[test]
+    fn globs_and_wildcards() {
+        assert!(glob_match("*.a.org", "www.a.org"));
+        assert!(glob_match("w?w.*", "WWW.b.org"));
+        assert!(!glob_match("*.a.org", "a.org"));
+        assert!(domain_covers("*.a.org", "x.a.org"));
+        assert!(!domain_covers("*.a.org", "y.x.a.org"));
+        assert!(!domain_covers("*.a.org", "a.org"));
+    }
+
+    #[test]
+    fn overlap_is_fatal_unless_servernames() {
+        let c = mc_with(&["MDomain a.org www.a.org", "MDomain b.org www.a.org"]);
+        let d = check_definitions(&c.0, "localhost");
+        assert_eq!(d.len(), 1);
+        assert!(d[0].fatal && d[0].ah == "AH10038", "{d:?}");
+        assert!(d[0].message.contains("www.a.org"));
+        let c = mc_with(&[
+            "MDMatchNames servernames",
+            "MDomain a.org",
+            "MDomain *.a.org",
+        ]);
+        assert!(check_definitions(&c.0, "x").is_empty());
+        let c = mc_with(&["MDomain x.a.org", "MDomain *.a.org"]);
+        assert_eq!(check_definitions(&c.0, "x").len(), 1);
+    }
+
+    #[test]
+    fn ssl_vhost_with_two_mds_is_fatal() {
+        let c = mc_with(&["MDomain a.org", "MDomain b.org"]);
+        let mut mds = resolve(&c);
+        let l = link(&mut mds, &[vh("a.org", &["b.org"], true)], &c.0);
+        assert_eq!(l.fatal().unwrap().ah, "AH10042");
+        let l = link(&mut mds, &[vh("a.org", &["b.org"], false)], &c.0);
+        assert!(l.fatal().is_none());
+        assert_eq!(l.vhost_mds[0], vec![0, 1]);
+    }
+
+    #[test]
+    fn members_auto_adds_and_manual_warns() {
+        let c = mc_with(&["MDomain a.org", "MDomain b.org manual"]);
+        let mut mds = resolve(&c);
+        let vs = [
+            vh("a.org", &["www.a.org"], true),
+            vh("b.org", &["www.b.org"], true),
+        ];
+        let l = link(&mut mds, &vs, &c.0);
+        assert_eq!(mds[0].domains, vec!["a.org", "www.a.org"]);
+        assert_eq!(mds[1].domains, vec!["b.org"]);
+        assert!(l
+            .diagnostics
+            .iter()
+            .any(|d| d.ah == "AH10040" && d.message.contains("www.b.org")));
+    }
+
+    #[test]
+    fn unused_md_and_require_https_warn() {
+        let c = mc_with(&["MDRequireHttps permanent", "MDomain a.org", "MDomain b.org"]);
+        let mut mds = resolve(&c);
+        let l = link(&mut mds, &[vh("a.org", &[], false)], &c.0);
+        let ahs: Vec<_> = l.diagnostics.iter().map(|d| d.ah).collect();
+        assert_eq!(ahs, vec!["AH10105", "AH10045"]);
+        assert!(l.fatal().is_none());
+    }
+
+    #[test]
+    fn base_server_only_with_mdbaseserver() {
+        let c = mc_with(&["MDomain a.org"]);
+        let mut mds = resolve(&c);
+        let base = VHost {
+            is_base: true,
+            ..vh("a.org", &[], false)
+        };
+        let l = link(&mut mds, std::slice::from_ref(&base), &c.0);
+        assert!(l.md_vhosts[0].is_empty());
+        let c = mc_with(&["MDBaseServer on", "MDomain a.org"]);
+        let l = link(&mut mds, &[base], &c.0);
+        assert_eq!(l.md_vhosts[0], vec![0]);
+    }
+
+    #[test]
+    fn static_file_counts() {
+        let (mut mc, _) = mc_with(&["MDomain a.org"]);
+        mc.mds[0].cert_files = vec!["c1".into(), "c2".into()];
+        mc.mds[0].key_files = vec!["k1".into()];
+        let d = check_definitions(&mc, "x");
+        assert_eq!(d[0].ah, "AH10170");
+        mc.mds[0].key_files = vec!["k1".into(), "k2".into(), "k3".into()];
+        assert_eq!(check_definitions(&mc, "x")[0].ah, "AH10171");
+    }
+}

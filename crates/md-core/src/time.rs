@@ -1,0 +1,196 @@
+//! Durations and timeslices as written in mod_md directives and JSON files.
+//!
+//! A duration is an integer plus a unit: `d` (days), `h`, `mi` (minutes), `s`, `ms`; a bare number
+//! takes the directive's default unit. Plain `m` is an error, as in the C module (it would be
+//! ambiguous). A [`Timeslice`] is a duration or `N%` of a lifetime (renew/warn windows).
+
+use std::fmt;
+use std::time::Duration;
+
+/// The unit a bare number is read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Days.
+    Days,
+    /// Hours.
+    Hours,
+    /// Minutes.
+    Minutes,
+    /// Seconds.
+    Seconds,
+    /// Milliseconds.
+    Millis,
+}
+
+impl Unit {
+    fn millis(self) -> u64 {
+        match self {
+            Unit::Days => 86_400_000,
+            Unit::Hours => 3_600_000,
+            Unit::Minutes => 60_000,
+            Unit::Seconds => 1_000,
+            Unit::Millis => 1,
+        }
+    }
+}
+
+/// Parse a duration like `21d`, `12h`, `30mi`, `10s`, `100ms` or a bare number in `default_unit`.
+pub fn parse_duration(s: &str, default_unit: Unit) -> Result<Duration, String> {
+    let s = s.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err(format!(
+            "'{s}' is not a duration (a number with unit d, h, mi, s or ms)"
+        ));
+    }
+    let n: u64 = s[..digits]
+        .parse()
+        .map_err(|_| format!("'{s}': number too large"))?;
+    let unit = match s[digits..].to_ascii_lowercase().as_str() {
+        "" => default_unit,
+        "d" => Unit::Days,
+        "h" => Unit::Hours,
+        "mi" => Unit::Minutes,
+        "s" => Unit::Seconds,
+        "ms" => Unit::Millis,
+        other => {
+            return Err(format!(
+                "'{s}': unknown time unit '{other}' (use d, h, mi, s or ms)"
+            ))
+        }
+    };
+    n.checked_mul(unit.millis())
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("'{s}': duration too large"))
+}
+
+/// Format a duration in the largest unit that divides it exactly (`21d`, `12h`, `30mi`, `10s`,
+/// `100ms`), the form mod_md writes into md.json.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis() as u64;
+    for (unit, suffix) in [
+        (Unit::Days, "d"),
+        (Unit::Hours, "h"),
+        (Unit::Minutes, "mi"),
+        (Unit::Seconds, "s"),
+    ] {
+        if ms > 0 && ms % unit.millis() == 0 {
+            return format!("{}{suffix}", ms / unit.millis());
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// A window before expiry: an absolute duration or a percentage of the actual lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeslice {
+    /// A fixed duration before notAfter.
+    Duration(Duration),
+    /// This percentage (0..100) of the lifetime (notAfter - notBefore).
+    Percent(u32),
+}
+
+impl Timeslice {
+    /// Parse `N%` (N < 100) or a duration whose bare numbers are in `default_unit`.
+    pub fn parse(s: &str, default_unit: Unit) -> Result<Timeslice, String> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let n: u32 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{s}' is not a percentage"))?;
+            if n >= 100 {
+                return Err(format!("'{s}': a percentage must be less than 100%"));
+            }
+            return Ok(Timeslice::Percent(n));
+        }
+        parse_duration(s, default_unit).map(Timeslice::Duration)
+    }
+
+    /// The window's length for a lifetime of `lifetime`.
+    pub fn length_for(&self, lifetime: Duration) -> Duration {
+        match *self {
+            Timeslice::Duration(d) => d,
+            Timeslice::Percent(p) => lifetime.mul_f64(f64::from(p) / 100.0),
+        }
+    }
+}
+
+impl fmt::Display for Timeslice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Timeslice::Duration(d) => f.write_str(&format_duration(*d)),
+            Timeslice::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_with_units() {
+        assert_eq!(
+            parse_duration("21d", Unit::Seconds),
+            Ok(Duration::from_secs(21 * 86400))
+        );
+        assert_eq!(
+            parse_duration("12h", Unit::Days),
+            Ok(Duration::from_secs(12 * 3600))
+        );
+        assert_eq!(
+            parse_duration("30mi", Unit::Days),
+            Ok(Duration::from_secs(1800))
+        );
+        assert_eq!(
+            parse_duration("10s", Unit::Days),
+            Ok(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_duration("100ms", Unit::Days),
+            Ok(Duration::from_millis(100))
+        );
+        assert_eq!(
+            parse_duration("7", Unit::Days),
+            Ok(Duration::from_secs(7 * 86400))
+        );
+        assert_eq!(
+            parse_duration("7", Unit::Seconds),
+            Ok(Duration::from_secs(7))
+        );
+    }
+
+    #[test]
+    fn bad_durations() {
+        assert!(parse_duration("5m", Unit::Seconds).is_err());
+        assert!(parse_duration("abc", Unit::Seconds).is_err());
+        assert!(parse_duration("", Unit::Seconds).is_err());
+        assert!(parse_duration("-5s", Unit::Seconds).is_err());
+        assert!(parse_duration("99999999999999999999d", Unit::Seconds).is_err());
+    }
+
+    #[test]
+    fn format_picks_largest_exact_unit() {
+        assert_eq!(format_duration(Duration::from_secs(21 * 86400)), "21d");
+        assert_eq!(format_duration(Duration::from_secs(36 * 3600)), "36h");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::ZERO), "0ms");
+    }
+
+    #[test]
+    fn timeslices() {
+        assert_eq!(
+            Timeslice::parse("33%", Unit::Days),
+            Ok(Timeslice::Percent(33))
+        );
+        assert!(Timeslice::parse("100%", Unit::Days).is_err());
+        assert!(Timeslice::parse("x%", Unit::Days).is_err());
+        let t = Timeslice::parse("14", Unit::Days).unwrap();
+        assert_eq!(t.to_string(), "14d");
+        let ninety = Duration::from_secs(90 * 86400);
+        let w = Timeslice::Percent(33).length_for(ninety);
+        assert_eq!(w.as_secs() / 3600, 33 * 90 * 24 / 100);
+    }
+}
