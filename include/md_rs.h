@@ -1,0 +1,43 @@
+/* The contract between the C glue (apxs-glue/mod_md.c) and the Rust FFI layer (src/).
+ * Functions named md_rs_* without "glue" are implemented in Rust and called by the glue;
+ * md_rs_glue_* are implemented in C and called by Rust. */
+#ifndef MD_RS_H
+#define MD_RS_H
+
+#include <httpd.h>
+#include <http_config.h>
+
+/* The module record, defined in Rust (src/module.rs). */
+extern module AP_MODULE_DECLARE_DATA md_module;
+
+/* The directive table and hook registration, declared in the glue. */
+extern const command_rec md_rs_glue_cmds[];
+void md_rs_glue_register_hooks(apr_pool_t *p);
+
+/* --- Rust: configuration --- */
+void *md_rs_create_server_config(apr_pool_t *p, server_rec *s);
+void *md_rs_merge_server_config(apr_pool_t *p, void *base, void *add);
+/* Every directive except the raw-argument ones: tokenized by httpd. */
+const char *md_rs_cmd_argv(cmd_parms *cmd, void *dc, int argc, char *const argv[]);
+/* Sections and command lines: the raw rest of the line. */
+const char *md_rs_cmd_raw(cmd_parms *cmd, void *dc, const char *args);
+
+/* --- Rust: hooks --- */
+void md_rs_register_hooks(apr_pool_t *p);
+int md_rs_post_config_before_ssl(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                                 server_rec *s);
+int md_rs_post_config_after_ssl(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                                server_rec *s);
+int md_rs_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_files,
+                         apr_array_header_t *key_files);
+
+/* --- C glue, called from Rust --- */
+/* Log one pre-formatted line through ap_log_error with md_module's index. */
+void md_rs_glue_log(const char *file, int line, int level, apr_status_t status,
+                    const server_rec *s, const char *msg);
+/* Non-zero when a line of this level for this server would be logged for module md. */
+int md_rs_glue_log_is_level(const server_rec *s, int level);
+/* The module's index (assigned by httpd at load). */
+int md_rs_glue_module_index(void);
+
+#endif

@@ -1,0 +1,23 @@
+/* Input for bindgen: the httpd and APR API that src/ uses. */
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <http_main.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <http_connection.h>
+#include <http_ssl.h>
+#include <http_vhost.h>
+#include <ap_mpm.h>
+#include <mpm_common.h>
+#include <mod_watchdog.h>
+#include <mod_status.h>
+#include <unixd.h>
+#include <apr_optional.h>
+#include <apr_optional_hooks.h>
+#include <apr_strings.h>
+#include <apr_tables.h>
+#include <apr_pools.h>
+#include <apr_fnmatch.h>
+#include "md_rs.h"

@@ -1,0 +1,156 @@
+//! post_config (before and after mod_ssl) and the mod_ssl certificate hooks.
+
+use std::ffi::c_int;
+
+use crate::config::srv_conf;
+use crate::guard::{guard, test_panic_point};
+use crate::log::log_s;
+use crate::state::{mod_state, pconf_of};
+use crate::{apr, ffi};
+use md_core::config::vhosts::{self, Diagnostic, VHost};
+use md_core::config::Origin;
+use md_core::log::Level;
+use md_core::md::ManagedDomain;
+
+const OK: c_int = ffi::OK;
+const DECLINED: c_int = ffi::DECLINED;
+const FAILED: c_int = ffi::HTTP_INTERNAL_SERVER_ERROR;
+
+/// httpd: called from the glue's register_hooks on every load of the module.
+#[no_mangle]
+pub unsafe extern "C" fn md_rs_register_hooks(_p: *mut ffi::apr_pool_t) {}
+
+/// The first post_config pass at startup only checks the config (httpd's "dry run"): it must
+/// do nothing expensive and leave no side effects (FFI-NOTES (b)).
+fn is_dry_run() -> bool {
+    // SAFETY: ap_state_query only reads httpd's global state.
+    unsafe { ffi::ap_state_query(ffi::AP_SQ_MAIN_STATE) == ffi::AP_SQ_MS_CREATE_PRE_CONFIG }
+}
+
+fn report(s: *const ffi::server_rec, diagnostics: &[Diagnostic]) -> c_int {
+    for d in diagnostics {
+        log_s!(s, d.level, "{}: {}", d.ah, d.message);
+    }
+    if diagnostics.iter().any(|d| d.fatal) {
+        FAILED
+    } else {
+        OK
+    }
+}
+
+/// httpd: post_config before mod_ssl: resolve the MDs and check their definitions.
+#[no_mangle]
+pub unsafe extern "C" fn md_rs_post_config_before_ssl(
+    pconf: *mut ffi::apr_pool_t,
+    _plog: *mut ffi::apr_pool_t,
+    _ptemp: *mut ffi::apr_pool_t,
+    s: *mut ffi::server_rec,
+) -> c_int {
+    guard("post_config", s, FAILED, || {
+        test_panic_point("post_config");
+        // SAFETY: pconf and s are httpd's live config pool and base server.
+        let (state, main) = unsafe { (mod_state(pconf), &srv_conf(s).settings) };
+        // SAFETY: s is live; server_admin/server_hostname are C strings or null.
+        let (admin, base_name) = unsafe {
+            (
+                apr::to_string((*s).server_admin),
+                apr::to_string((*s).server_hostname),
+            )
+        };
+        let diagnostics = vhosts::check_definitions(&state.config, &base_name);
+        state.mds = state
+            .config
+            .mds
+            .iter()
+            .map(|d| ManagedDomain::resolve_with_admin(d, main, &state.config, Some(&admin)))
+            .collect();
+        log_s!(
+            s,
+            Level::Debug,
+            "{} managed domain(s) configured",
+            state.mds.len()
+        );
+        report(s, &diagnostics)
+    })
+}
+
+/// The servers of this config (base first), as md-core sees them.
+///
+/// # Safety
+/// `base` must be httpd's live base server.
+unsafe fn collect_vhosts(
+    base: *mut ffi::server_rec,
+    ssl: &std::collections::HashSet<usize>,
+) -> Vec<VHost> {
+    let mut out = Vec::new();
+    let mut s = base;
+    // SAFETY: the server list is a null-terminated linked list owned by pconf.
+    unsafe {
+        while !s.is_null() {
+            let r = &*s;
+            let mut aliases = apr::strings_of(r.names);
+            aliases.extend(apr::strings_of(r.wild_names));
+            out.push(VHost {
+                key: s as usize,
+                server_name: apr::to_string(r.server_hostname),
+                aliases,
+                is_base: r.is_virtual == 0,
+                is_ssl: ssl.contains(&(s as usize)),
+                origin: Origin {
+                    file: apr::to_string(r.defn_name),
+                    line: r.defn_line_number,
+                },
+            });
+            s = r.next;
+        }
+    }
+    out
+}
+
+/// httpd: post_config after mod_ssl: link MDs to vhosts and run the C module's checks.
+#[no_mangle]
+pub unsafe extern "C" fn md_rs_post_config_after_ssl(
+    pconf: *mut ffi::apr_pool_t,
+    _plog: *mut ffi::apr_pool_t,
+    _ptemp: *mut ffi::apr_pool_t,
+    s: *mut ffi::server_rec,
+) -> c_int {
+    guard("post_config", s, FAILED, || {
+        if is_dry_run() {
+            return OK;
+        }
+        // SAFETY: pconf and s are httpd's live config pool and base server.
+        let state = unsafe { mod_state(pconf) };
+        // SAFETY: as above.
+        let vhosts = unsafe { collect_vhosts(s, &state.ssl_servers) };
+        let linked = vhosts::link(&mut state.mds, &vhosts, &state.config);
+        for (md, vs) in state.mds.iter().zip(&linked.md_vhosts) {
+            log_s!(
+                s,
+                Level::Debug,
+                "MD {} [{}] used by {} vhost(s)",
+                md.name,
+                md.domains.join(", "),
+                vs.len()
+            );
+        }
+        report(s, &linked.diagnostics)
+    })
+}
+
+/// mod_ssl: certificate files for an SSL vhost. Being asked marks the vhost as SSL; the MD's
+/// own certificates are handed out once the store exists (renewal issue).
+#[no_mangle]
+pub unsafe extern "C" fn md_rs_add_cert_files(
+    s: *mut ffi::server_rec,
+    _p: *mut ffi::apr_pool_t,
+    _cert_files: *mut ffi::apr_array_header_t,
+    _key_files: *mut ffi::apr_array_header_t,
+) -> c_int {
+    guard("ssl_add_cert_files", s, DECLINED, || {
+        // SAFETY: s is a live server_rec of the current generation.
+        let state = unsafe { mod_state(pconf_of(s)) };
+        state.ssl_servers.insert(s as usize);
+        DECLINED
+    })
+}
