@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what building and testing mod_md-rs needs on Debian 12 (as root).
+# Only missing packages are installed, so repeated runs are quick.
+set -euo pipefail
+pkgs=(apache2 apache2-dev libapr1-dev libaprutil1-dev libssl-dev libclang-dev clang
+      pkg-config pebble curl openssl ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+    # Debian starts the packaged apache2 where it can; our tests run their own instances.
+    if command -v service >/dev/null; then service apache2 stop >/dev/null 2>&1 || true; fi
+fi
+if ! command -v cargo >/dev/null; then
+    echo "deps: cargo not found: a Rust toolchain >= 1.82 is needed (rustup)" >&2
+    exit 1
+fi
+python3 -c "import pytest" 2>/dev/null || python3 -m pip install -q pytest
