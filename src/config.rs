@@ -130,7 +130,9 @@ unsafe fn apply_in_context(
         };
         let ctx = Context {
             in_vhost: (*s).is_virtual != 0,
-            in_dir: !c.path.is_null(),
+            // <Directory>, <Location>, <Files> (also around an <If>); a server-level <If>
+            // is tolerated, as by the C module.
+            in_dir: !ffi::ap_check_cmd_context(cmd, (ffi::NOT_IN_DIR_CONTEXT) as u32).is_null(),
             origin,
             server_root: apr::to_string(ffi::ap_server_root),
             server_key: s as usize,
