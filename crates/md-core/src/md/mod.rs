@@ -1,5 +1,6 @@
 //! The managed domain (MD) model: what one `MDomain` resolves to once the config is read.
 
+pub mod challenges;
 pub mod keyspec;
 
 pub use keyspec::KeySpec;
