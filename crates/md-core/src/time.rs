@@ -194,3 +194,53 @@ mod tests {
         assert_eq!(w.as_secs() / 3600, 33 * 90 * 24 / 100);
     }
 }
+
+/// Longest retry delay after errors (the C module's cap).
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
+
+/// Delay before retry number `errors` (1 = after the first error): `base × 2^(errors−1)`,
+/// capped at 24 h; 24 h at once when the CA said the problem is in our input (retrying sooner
+/// cannot help). Computed without overflow for any error count (CVE-2025-55753 made the C
+/// module's delay 0 after many errors).
+pub fn retry_delay(base: Duration, errors: u32, input_related: bool) -> Duration {
+    if input_related {
+        return MAX_RETRY_DELAY;
+    }
+    let shift = errors.saturating_sub(1).min(63);
+    let factor = 1u64 << shift;
+    let ms = (base.as_millis() as u64).saturating_mul(factor);
+    Duration::from_millis(ms).min(MAX_RETRY_DELAY)
+}
+
+/// Apply a jitter factor `r` in [−0.5, 0.5) to `d`: `d × (1 + r)`. The caller supplies `r`
+/// (from a random source) so that the maths stays testable.
+pub fn jittered(d: Duration, r: f64) -> Duration {
+    let r = r.clamp(-0.5, 0.5);
+    d.mul_f64(1.0 + r)
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn doubling_and_cap() {
+        let base = Duration::from_secs(30);
+        assert_eq!(retry_delay(base, 1, false), Duration::from_secs(30));
+        assert_eq!(retry_delay(base, 2, false), Duration::from_secs(60));
+        assert_eq!(retry_delay(base, 5, false), Duration::from_secs(480));
+        assert_eq!(retry_delay(base, 20, false), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(base, u32::MAX, false), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(base, 0, false), base);
+        assert_eq!(retry_delay(base, 1, true), MAX_RETRY_DELAY);
+    }
+
+    #[test]
+    fn jitter_bounds() {
+        let d = Duration::from_secs(100);
+        assert_eq!(jittered(d, -0.5), Duration::from_secs(50));
+        assert_eq!(jittered(d, 0.0), d);
+        assert_eq!(jittered(d, 0.25), Duration::from_secs(125));
+        assert_eq!(jittered(d, 7.0), Duration::from_secs(150));
+    }
+}
