@@ -12,4 +12,5 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod config;
 pub mod log;
 pub mod md;
+pub mod serve;
 pub mod time;

@@ -175,39 +175,51 @@ pub fn check_definitions(mc: &ModConfig, base_name: &str) -> Vec<Diagnostic> {
     out
 }
 
-/// Assign MDs to vhosts (after mod_ssl marked the SSL ones), add vhost names to MDs with
-/// MDMembers auto, and report the findings of the C module's post-config checks.
-pub fn link(mds: &mut [ManagedDomain], vhosts: &[VHost], mc: &ModConfig) -> Linked {
+/// Assign MDs to vhosts by name (post_config before mod_ssl, so that the certificate hooks
+/// know each vhost's MD). Returns, per vhost, the indices of its MDs.
+pub fn assign(mds: &[ManagedDomain], vhosts: &[VHost], mc: &ModConfig) -> Vec<Vec<usize>> {
     let mode = mc.global.match_names.unwrap_or(MatchNames::All);
     let base_server = mc.global.base_server.unwrap_or(false);
+    vhosts
+        .iter()
+        .map(|v| {
+            if v.is_base && !base_server {
+                return Vec::new();
+            }
+            let hits: Vec<usize> = (0..mds.len())
+                .filter(|&mi| mds[mi].domains.iter().any(|d| matches_vhost(d, v, mode)))
+                .collect();
+            // With servernames, a non-wildcard MD pre-empts wildcard MDs for the same vhost.
+            if mode == MatchNames::ServerNames && hits.len() > 1 {
+                let exact: Vec<usize> = hits
+                    .iter()
+                    .copied()
+                    .filter(|&mi| {
+                        mds[mi]
+                            .domains
+                            .iter()
+                            .any(|d| d.eq_ignore_ascii_case(&v.server_name))
+                    })
+                    .collect();
+                if !exact.is_empty() {
+                    return exact;
+                }
+            }
+            hits
+        })
+        .collect()
+}
+
+/// Check an assignment once mod_ssl has marked the SSL vhosts (post_config after mod_ssl):
+/// add vhost names to MDs with MDMembers auto and report the C module's findings.
+pub fn check(mds: &mut [ManagedDomain], vhosts: &[VHost], vhost_mds: Vec<Vec<usize>>) -> Linked {
     let mut linked = Linked {
         md_vhosts: vec![Vec::new(); mds.len()],
-        vhost_mds: vec![Vec::new(); vhosts.len()],
+        vhost_mds,
         diagnostics: Vec::new(),
     };
     for (vi, v) in vhosts.iter().enumerate() {
-        if v.is_base && !base_server {
-            continue;
-        }
-        let mut hits: Vec<usize> = (0..mds.len())
-            .filter(|&mi| mds[mi].domains.iter().any(|d| matches_vhost(d, v, mode)))
-            .collect();
-        // With servernames, a non-wildcard MD pre-empts wildcard MDs for the same vhost.
-        if mode == MatchNames::ServerNames && hits.len() > 1 {
-            let exact: Vec<usize> = hits
-                .iter()
-                .copied()
-                .filter(|&mi| {
-                    mds[mi]
-                        .domains
-                        .iter()
-                        .any(|d| d.eq_ignore_ascii_case(&v.server_name))
-                })
-                .collect();
-            if !exact.is_empty() {
-                hits = exact;
-            }
-        }
+        let hits = linked.vhost_mds[vi].clone();
         if v.is_ssl && hits.len() > 1 {
             linked.diagnostics.push(Diagnostic::new(
                 Level::Err,
@@ -227,31 +239,8 @@ pub fn link(mds: &mut [ManagedDomain], vhosts: &[VHost], mc: &ModConfig) -> Link
         }
         for &mi in &hits {
             linked.md_vhosts[mi].push(vi);
-            linked.vhost_mds[vi].push(mi);
-            if !v.is_ssl {
-                continue;
-            }
-            let md = &mut mds[mi];
-            let names = std::iter::once(&v.server_name).chain(v.aliases.iter());
-            for n in names.filter(|n| !n.is_empty()) {
-                if md.domains.iter().any(|d| domain_covers(d, n)) {
-                    continue;
-                }
-                if md.transitive {
-                    md.domains.push(n.to_ascii_lowercase());
-                } else {
-                    linked.diagnostics.push(Diagnostic::new(
-                        Level::Warning,
-                        "AH10040",
-                        false,
-                        format!(
-                            "Virtual Host {}:{} matches Managed Domain '{}', but the name/alias \
-                             {n} itself is not managed. A requested MD certificate will not \
-                             match ServerName.",
-                            v.server_name, v.origin.line, md.name
-                        ),
-                    ));
-                }
+            if v.is_ssl {
+                add_vhost_names(&mut mds[mi], v, &mut linked.diagnostics);
             }
         }
     }
@@ -280,6 +269,37 @@ pub fn link(mds: &mut [ManagedDomain], vhosts: &[VHost], mc: &ModConfig) -> Link
         }
     }
     linked
+}
+
+/// MDMembers auto: the SSL vhost's ServerName/ServerAlias join the MD; manual: warn (AH10040).
+fn add_vhost_names(md: &mut ManagedDomain, v: &VHost, diagnostics: &mut Vec<Diagnostic>) {
+    let names = std::iter::once(&v.server_name).chain(v.aliases.iter());
+    for n in names.filter(|n| !n.is_empty()) {
+        if md.domains.iter().any(|d| domain_covers(d, n)) {
+            continue;
+        }
+        if md.transitive {
+            md.domains.push(n.to_ascii_lowercase());
+        } else {
+            diagnostics.push(Diagnostic::new(
+                Level::Warning,
+                "AH10040",
+                false,
+                format!(
+                    "Virtual Host {}:{} matches Managed Domain '{}', but the name/alias {n} \
+                     itself is not managed. A requested MD certificate will not match \
+                     ServerName.",
+                    v.server_name, v.origin.line, md.name
+                ),
+            ));
+        }
+    }
+}
+
+/// [`assign`] and [`check`] in one step.
+pub fn link(mds: &mut [ManagedDomain], vhosts: &[VHost], mc: &ModConfig) -> Linked {
+    let assignment = assign(mds, vhosts, mc);
+    check(mds, vhosts, assignment)
 }
 
 #[cfg(test)]

@@ -1,0 +1,274 @@
+//! Request-time decisions: answering http-01 challenges (SPEC 4.6) and MDRequireHttps
+//! redirects and HSTS (SPEC 4.7). The FFI layer feeds request facts in and carries the
+//! decision out; nothing here touches httpd.
+
+use std::path::Path;
+
+use crate::config::values::{RenewMode, RequireHttps};
+use crate::config::vhosts::domain_covers;
+use crate::md::challenges::HTTP_01;
+use crate::md::ManagedDomain;
+
+/// URL path prefix of http-01 challenges (RFC 8555 8.3).
+pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+/// File in `challenges/<host>/` holding the key authorization.
+pub const HTTP01_FILE: &str = "acme-http-01.txt";
+/// The HSTS header value (fixed in the C module).
+pub const HSTS_VALUE: &str = "max-age=15768000";
+
+/// What to do with a request for `/.well-known/acme-challenge/...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Http01 {
+    /// Not ours: let other handlers (or another ACME client) answer.
+    Decline,
+    /// 200 with this body (the key authorization).
+    Answer(String),
+    /// 404: the MD is ours but has no challenge pending.
+    NotFound,
+    /// 501: only GET is answered.
+    NotImplemented,
+    /// 500: the challenge file exists but cannot be read.
+    Error(String),
+}
+
+/// The MD that contains `host`, if any.
+pub fn md_for_host<'a>(mds: &'a [ManagedDomain], host: &str) -> Option<&'a ManagedDomain> {
+    mds.iter()
+        .find(|md| md.domains.iter().any(|d| domain_covers(d, host)))
+}
+
+/// Decide an http-01 request. `challenges_dir` is the store's `challenges/` group.
+pub fn http01(
+    mds: &[ManagedDomain],
+    challenges_dir: &Path,
+    host: &str,
+    path: &str,
+    is_get: bool,
+) -> Http01 {
+    let Some(token) = path.strip_prefix(ACME_CHALLENGE_PREFIX) else {
+        return Http01::Decline;
+    };
+    if token.is_empty() || token.contains('/') {
+        return Http01::Decline;
+    }
+    // Only hosts of our MDs, so the file name below is always a configured, validated name.
+    let host = host.to_ascii_lowercase();
+    let Some(md) = md_for_host(mds, &host) else {
+        return Http01::Decline;
+    };
+    if !md.ca_challenges.is_empty() && !md.ca_challenges.iter().any(|c| c == HTTP_01) {
+        return Http01::Decline;
+    }
+    if host.starts_with('.') || host.contains(['/', '\\']) || host.contains("..") {
+        return Http01::Decline;
+    }
+    let file = challenges_dir.join(&host).join(HTTP01_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(body) if is_get => Http01::Answer(body),
+        Ok(_) => Http01::NotImplemented,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if md.renew_mode == RenewMode::Manual {
+                Http01::Decline
+            } else {
+                Http01::NotFound
+            }
+        }
+        Err(e) => Http01::Error(format!("reading {}: {e}", file.display())),
+    }
+}
+
+/// What MDRequireHttps does to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpsAction {
+    /// Nothing.
+    None,
+    /// Redirect with this status to this URL.
+    Redirect {
+        /// 301/302 for GET, 308/307 otherwise.
+        status: u16,
+        /// `https://<host><uri>`.
+        location: String,
+    },
+    /// Add `Strict-Transport-Security` (unless already set).
+    Hsts,
+}
+
+/// Facts about one request for [`require_https`].
+#[derive(Debug, Clone)]
+pub struct RequestFacts<'a> {
+    /// Arrived over TLS.
+    pub is_tls: bool,
+    /// Method is GET (HEAD counts as GET, as in httpd's method numbering).
+    pub is_get: bool,
+    /// Host name for URLs (IPv6 literals bracketed).
+    pub host_for_url: &'a str,
+    /// The request URI as sent (path and query).
+    pub unparsed_uri: &'a str,
+    /// The parsed path.
+    pub path: &'a str,
+}
+
+/// Decide MDRequireHttps for a request to a vhost whose MD is `md` (`None`: no MD assigned).
+pub fn require_https(md: Option<&ManagedDomain>, host: &str, req: &RequestFacts) -> HttpsAction {
+    let Some(md) = md else {
+        return HttpsAction::None;
+    };
+    if md.require_https == RequireHttps::Off || req.path.starts_with("/.well-known/") {
+        return HttpsAction::None;
+    }
+    if !md.domains.iter().any(|d| domain_covers(d, host)) {
+        return HttpsAction::None;
+    }
+    if req.is_tls {
+        return if md.require_https == RequireHttps::Permanent {
+            HttpsAction::Hsts
+        } else {
+            HttpsAction::None
+        };
+    }
+    let permanent = md.require_https == RequireHttps::Permanent;
+    let status = match (permanent, req.is_get) {
+        (true, true) => 301,
+        (false, true) => 302,
+        (true, false) => 308,
+        (false, false) => 307,
+    };
+    HttpsAction::Redirect {
+        status,
+        location: format!("https://{}{}", req.host_for_url, req.unparsed_uri),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ArgValue, Context, ModConfig, Settings};
+
+    fn mds(lines: &[&str]) -> Vec<ManagedDomain> {
+        let (mut mc, mut srv) = (ModConfig::default(), Settings::default());
+        for l in lines {
+            let mut w = l.split_whitespace();
+            let name = w.next().unwrap();
+            let args = ArgValue::Words(w.map(String::from).collect());
+            mc.apply(&mut srv, &Context::default(), name, args).unwrap();
+        }
+        mc.mds
+            .iter()
+            .map(|d| ManagedDomain::resolve(d, &srv, &mc))
+            .collect()
+    }
+
+    fn tmpdir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("md-serve-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn http01_answers_only_md_hosts() {
+        let dir = tmpdir("h1");
+        let list = mds(&["MDomain a.org www.a.org"]);
+        std::fs::create_dir_all(dir.join("www.a.org")).unwrap();
+        std::fs::write(dir.join("www.a.org").join(HTTP01_FILE), "tok.thumb").unwrap();
+        let p = "/.well-known/acme-challenge/tok";
+        assert_eq!(
+            http01(&list, &dir, "WWW.a.org", p, true),
+            Http01::Answer("tok.thumb".into())
+        );
+        assert_eq!(
+            http01(&list, &dir, "www.a.org", p, false),
+            Http01::NotImplemented
+        );
+        assert_eq!(http01(&list, &dir, "a.org", p, true), Http01::NotFound);
+        assert_eq!(http01(&list, &dir, "other.org", p, true), Http01::Decline);
+        assert_eq!(
+            http01(
+                &list,
+                &dir,
+                "www.a.org",
+                "/.well-known/acme-challenge/",
+                true
+            ),
+            Http01::Decline
+        );
+        assert_eq!(
+            http01(
+                &list,
+                &dir,
+                "www.a.org",
+                "/.well-known/acme-challenge/a/b",
+                true
+            ),
+            Http01::Decline
+        );
+        assert_eq!(
+            http01(&list, &dir, "www.a.org", "/index.html", true),
+            Http01::Decline
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn http01_declines_when_not_ours_to_answer() {
+        let dir = tmpdir("h2");
+        let p = "/.well-known/acme-challenge/tok";
+        let list = mds(&["MDCAChallenges dns-01", "MDomain a.org"]);
+        assert_eq!(http01(&list, &dir, "a.org", p, true), Http01::Decline);
+        let list = mds(&["MDRenewMode manual", "MDomain a.org"]);
+        assert_eq!(http01(&list, &dir, "a.org", p, true), Http01::Decline);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn facts<'a>(tls: bool, get: bool, uri: &'a str) -> RequestFacts<'a> {
+        let path = uri.split('?').next().unwrap();
+        RequestFacts {
+            is_tls: tls,
+            is_get: get,
+            host_for_url: "a.org",
+            unparsed_uri: uri,
+            path,
+        }
+    }
+
+    #[test]
+    fn redirects_and_hsts() {
+        let perm = mds(&["MDRequireHttps permanent", "MDomain a.org"]);
+        let temp = mds(&["MDRequireHttps temporary", "MDomain a.org"]);
+        let off = mds(&["MDomain a.org"]);
+        let redirect = |status: u16, location: &str| HttpsAction::Redirect {
+            status,
+            location: location.to_string(),
+        };
+        let r = require_https(perm.first(), "a.org", &facts(false, true, "/x?q=1"));
+        assert_eq!(r, redirect(301, "https://a.org/x?q=1"));
+        let r = require_https(perm.first(), "a.org", &facts(false, false, "/x"));
+        assert_eq!(r, redirect(308, "https://a.org/x"));
+        let r = require_https(temp.first(), "a.org", &facts(false, true, "/"));
+        assert_eq!(r, redirect(302, "https://a.org/"));
+        let r = require_https(temp.first(), "a.org", &facts(false, false, "/"));
+        assert_eq!(r, redirect(307, "https://a.org/"));
+        assert_eq!(
+            require_https(perm.first(), "a.org", &facts(true, true, "/")),
+            HttpsAction::Hsts
+        );
+        assert_eq!(
+            require_https(temp.first(), "a.org", &facts(true, true, "/")),
+            HttpsAction::None
+        );
+        let wk = facts(false, true, "/.well-known/acme-challenge/t");
+        assert_eq!(require_https(perm.first(), "a.org", &wk), HttpsAction::None);
+        assert_eq!(
+            require_https(perm.first(), "b.org", &facts(false, true, "/")),
+            HttpsAction::None
+        );
+        assert_eq!(
+            require_https(off.first(), "a.org", &facts(false, true, "/")),
+            HttpsAction::None
+        );
+        assert_eq!(
+            require_https(None, "a.org", &facts(false, true, "/")),
+            HttpsAction::None
+        );
+    }
+}
