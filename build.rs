@@ -67,7 +67,7 @@ fn main() {
         )
         .allowlist_var(
             "(AP|APR|APLOG|HTTP|M|MODULE_MAGIC|RSRC|ACCESS|OR|EXEC|NOT|GLOBAL)_.*|OK|DECLINED|DONE|\
-             md_rs_glue_.*|ap_server_conf|ap_server_root|ap_unixd_config",
+             md_rs_glue_.*|ap_server_conf|ap_server_root|ap_unixd_config|ap_listeners",
         )
         .default_macro_constant_type(bindgen::MacroTypeVariation::Signed)
         .derive_debug(false)

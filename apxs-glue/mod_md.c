@@ -11,6 +11,7 @@
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
+#include <http_protocol.h>
 #include <http_ssl.h>
 
 #include "md_rs.h"
@@ -87,6 +88,11 @@ void md_rs_glue_register_hooks(apr_pool_t *p)
     ap_hook_post_config(md_rs_post_config_before_ssl, NULL, before_ssl, APR_HOOK_FIRST);
     ap_hook_post_config(md_rs_post_config_after_ssl, after_ssl, before_wd, APR_HOOK_LAST);
     ap_hook_ssl_add_cert_files(md_rs_add_cert_files, NULL, NULL, APR_HOOK_MIDDLE);
+
+    /* http-01 answers run before authentication (so they work behind access restrictions);
+     * the HTTPS redirect runs after mod_ssl has marked the request as secure or not. */
+    ap_hook_post_read_request(md_rs_http_challenge, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_read_request(md_rs_require_https, after_ssl, NULL, APR_HOOK_LAST);
 
     md_rs_register_hooks(p);
 }

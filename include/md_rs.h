@@ -28,6 +28,8 @@ int md_rs_post_config_before_ssl(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t
                                  server_rec *s);
 int md_rs_post_config_after_ssl(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                 server_rec *s);
+int md_rs_http_challenge(request_rec *r);
+int md_rs_require_https(request_rec *r);
 int md_rs_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_files,
                          apr_array_header_t *key_files);
 

@@ -9,6 +9,7 @@
 #include <http_connection.h>
 #include <http_ssl.h>
 #include <http_vhost.h>
+#include <ap_listen.h>
 #include <ap_mpm.h>
 #include <mpm_common.h>
 #include <mod_watchdog.h>

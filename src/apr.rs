@@ -69,6 +69,34 @@ pub unsafe fn pool_box<T>(pool: *mut ffi::apr_pool_t, value: T) -> *mut T {
     ptr
 }
 
+/// The value stored under `key` in `pool`'s user data, if any.
+///
+/// # Safety
+/// `pool` must be live; `key` must always be used with the same `T`.
+pub unsafe fn pool_userdata_get<'a, T>(
+    pool: *mut ffi::apr_pool_t,
+    key: &'static CStr,
+) -> Option<&'a T> {
+    let mut data: *mut c_void = std::ptr::null_mut();
+    // SAFETY: see the function contract.
+    unsafe {
+        ffi::apr_pool_userdata_get(&mut data, key.as_ptr(), pool);
+        (data as *const T).as_ref()
+    }
+}
+
+/// Push a pool copy of `s` onto an array of `char *`.
+///
+/// # Safety
+/// `arr` must be a live array of `char *`; `pool` must live at least as long as the array.
+pub unsafe fn push_string(arr: *mut ffi::apr_array_header_t, pool: *mut ffi::apr_pool_t, s: &str) {
+    // SAFETY: apr_array_push returns a slot of elt_size (a pointer) bytes.
+    unsafe {
+        let slot = ffi::apr_array_push(arr) as *mut *const c_char;
+        *slot = pstrdup(pool, s);
+    }
+}
+
 /// The value stored under `key` in `pool`'s user data, created with `make` on first use. The
 /// value lives (and is dropped) with the pool, so nothing of it survives a config generation.
 ///

@@ -64,11 +64,24 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
             .iter()
             .map(|d| ManagedDomain::resolve_with_admin(d, main, &state.config, Some(&admin)))
             .collect();
+        // SAFETY: ap_server_root is httpd's global, set before the config is read.
+        let server_root = unsafe { apr::to_string(ffi::ap_server_root) };
+        state.store_dir = match &state.config.global.store_dir {
+            Some(dir) => dir.into(),
+            None => std::path::Path::new(&server_root).join("md"),
+        };
+        // Assign MDs to vhosts now: mod_ssl asks for each SSL vhost's files before our
+        // second post_config runs.
+        // SAFETY: s is the live base server.
+        let vhosts = unsafe { collect_vhosts(s, &state.ssl_servers) };
+        let assignment = vhosts::assign(&state.mds, &vhosts, &state.config);
+        state.server_mds = vhosts.iter().map(|v| v.key).zip(assignment).collect();
         log_s!(
             s,
             Level::Debug,
-            "{} managed domain(s) configured",
-            state.mds.len()
+            "{} managed domain(s) configured, store {}",
+            state.mds.len(),
+            state.store_dir.display()
         );
         report(s, &diagnostics)
     })
@@ -123,7 +136,10 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
         let state = unsafe { mod_state(pconf) };
         // SAFETY: as above.
         let vhosts = unsafe { collect_vhosts(s, &state.ssl_servers) };
-        let linked = vhosts::link(&mut state.mds, &vhosts, &state.config);
+        let assignment = vhosts
+            .iter()
+            .map(|v| state.server_mds.get(&v.key).cloned().unwrap_or_default());
+        let linked = vhosts::check(&mut state.mds, &vhosts, assignment.collect());
         for (md, vs) in state.mds.iter().zip(&linked.md_vhosts) {
             log_s!(
                 s,
@@ -138,19 +154,41 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
     })
 }
 
-/// mod_ssl: certificate files for an SSL vhost. Being asked marks the vhost as SSL; the MD's
-/// own certificates are handed out once the store exists (renewal issue).
+/// mod_ssl: certificate files for an SSL vhost. Being asked marks the vhost as SSL. The MD's
+/// static files are given, else the store's `domains/<md>/` files of every key spec that has
+/// both key and certificate (a missing spec is skipped, so adding a key type does not break a
+/// running MD).
 #[no_mangle]
 pub unsafe extern "C" fn md_rs_add_cert_files(
     s: *mut ffi::server_rec,
-    _p: *mut ffi::apr_pool_t,
-    _cert_files: *mut ffi::apr_array_header_t,
-    _key_files: *mut ffi::apr_array_header_t,
+    p: *mut ffi::apr_pool_t,
+    cert_files: *mut ffi::apr_array_header_t,
+    key_files: *mut ffi::apr_array_header_t,
 ) -> c_int {
     guard("ssl_add_cert_files", s, DECLINED, || {
         // SAFETY: s is a live server_rec of the current generation.
         let state = unsafe { mod_state(pconf_of(s)) };
         state.ssl_servers.insert(s as usize);
-        DECLINED
+        let Some(md) = state.md_of_server(s as usize) else {
+            return DECLINED;
+        };
+        let files = md_core::serve::cert_files(md, &state.store_dir);
+        if files.is_empty() {
+            return DECLINED;
+        }
+        for (cert, key) in &files {
+            log_s!(
+                s,
+                Level::Debug,
+                "MD {}: certificate {cert}, key {key}",
+                md.name
+            );
+            // SAFETY: the arrays belong to mod_ssl's call and p outlives them.
+            unsafe {
+                apr::push_string(cert_files, p, cert);
+                apr::push_string(key_files, p, key);
+            }
+        }
+        OK
     })
 }

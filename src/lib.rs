@@ -7,10 +7,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod apr;
+mod challenge;
 mod config;
 mod ffi;
 mod guard;
 mod hooks;
 mod log;
 mod module;
+mod redirect;
+mod request;
 mod state;

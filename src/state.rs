@@ -1,7 +1,8 @@
 //! Module state of one config generation, kept in pconf's user data so it is dropped (and
 //! rebuilt) on every restart: no statics hold pool pointers (FFI-NOTES (h)).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 
 use crate::{apr, ffi};
 use md_core::config::ModConfig;
@@ -16,6 +17,30 @@ pub struct ModState {
     pub mds: Vec<ManagedDomain>,
     /// Keys (server_rec addresses) of the servers mod_ssl asked for certificates: SSL vhosts.
     pub ssl_servers: HashSet<usize>,
+    /// Per server key, the indices (into `mds`) of the MDs assigned to it.
+    pub server_mds: HashMap<usize, Vec<usize>>,
+    /// The store directory (MDStoreDir, default `<ServerRoot>/md`).
+    pub store_dir: PathBuf,
+}
+
+impl ModState {
+    /// The MD of server `key` when exactly one is assigned (SSL vhosts never have more).
+    pub fn md_of_server(&self, key: usize) -> Option<&ManagedDomain> {
+        match self.server_mds.get(&key).map(Vec::as_slice) {
+            Some([i]) => self.mds.get(*i),
+            _ => None,
+        }
+    }
+}
+
+/// Read-only view of the state at request time (in a child, after fork; the state is not
+/// changed after post_config, so shared reads from worker threads are fine).
+///
+/// # Safety
+/// `pconf` must be httpd's live configuration pool.
+pub unsafe fn mod_state_ref<'a>(pconf: *mut ffi::apr_pool_t) -> Option<&'a ModState> {
+    // SAFETY: read-only lookup of the value stored by mod_state in this pool.
+    unsafe { apr::pool_userdata_get(pconf, c"mod_md-rs:state") }
 }
 
 /// The state of the generation that `pconf` belongs to.

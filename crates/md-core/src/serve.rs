@@ -16,6 +16,31 @@ pub const HTTP01_FILE: &str = "acme-http-01.txt";
 /// The HSTS header value (fixed in the C module).
 pub const HSTS_VALUE: &str = "max-age=15768000";
 
+/// The certificate and key files mod_ssl should use for `md`, as (cert, key) pairs: its static
+/// files, else per key spec `domains/<md>/pubcert[.spec].pem` and `privkey[.spec].pem` where
+/// both exist.
+pub fn cert_files(md: &ManagedDomain, store_dir: &Path) -> Vec<(String, String)> {
+    if !md.cert_files.is_empty() {
+        return md
+            .cert_files
+            .iter()
+            .cloned()
+            .zip(md.pkey_files.iter().cloned())
+            .collect();
+    }
+    let dir = store_dir.join("domains").join(&md.name);
+    md.private_keys
+        .iter()
+        .filter_map(|spec| {
+            let sfx = spec.file_suffix();
+            let cert = dir.join(format!("pubcert{sfx}.pem"));
+            let key = dir.join(format!("privkey{sfx}.pem"));
+            (cert.is_file() && key.is_file())
+                .then(|| (cert.display().to_string(), key.display().to_string()))
+        })
+        .collect()
+}
+
 /// What to do with a request for `/.well-known/acme-challenge/...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Http01 {
@@ -163,6 +188,27 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn cert_files_per_key_spec_skip_missing() {
+        let dir = tmpdir("cf");
+        let list = mds(&["MDPrivateKeys rsa2048 secp384r1", "MDomain a.org"]);
+        assert!(cert_files(&list[0], &dir).is_empty());
+        let d = dir.join("domains").join("a.org");
+        std::fs::create_dir_all(&d).unwrap();
+        for f in [
+            "pubcert.secp384r1.pem",
+            "privkey.secp384r1.pem",
+            "pubcert.pem",
+        ] {
+            std::fs::write(d.join(f), "x").unwrap();
+        }
+        let files = cert_files(&list[0], &dir);
+        assert_eq!(files.len(), 1, "rsa has no key: skipped");
+        assert!(files[0].0.ends_with("a.org/pubcert.secp384r1.pem"));
+        assert!(files[0].1.ends_with("a.org/privkey.secp384r1.pem"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
