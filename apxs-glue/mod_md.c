@@ -94,6 +94,12 @@ void md_rs_glue_register_hooks(apr_pool_t *p)
     ap_hook_post_read_request(md_rs_http_challenge, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_read_request(md_rs_require_https, after_ssl, NULL, APR_HOOK_LAST);
 
+    /* tls-alpn-01: the acme-tls/1 protocol and the challenge certificate. */
+    ap_hook_protocol_propose(md_rs_protocol_propose, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_protocol_switch(md_rs_protocol_switch, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_protocol_get(md_rs_protocol_get, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_ssl_answer_challenge(md_rs_answer_challenge, NULL, NULL, APR_HOOK_MIDDLE);
+
     md_rs_register_hooks(p);
 }
 

@@ -30,6 +30,12 @@ int md_rs_post_config_after_ssl(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t 
                                 server_rec *s);
 int md_rs_http_challenge(request_rec *r);
 int md_rs_require_https(request_rec *r);
+int md_rs_protocol_propose(conn_rec *c, request_rec *r, server_rec *s,
+                           const apr_array_header_t *offers, apr_array_header_t *proposals);
+int md_rs_protocol_switch(conn_rec *c, request_rec *r, server_rec *s, const char *protocol);
+const char *md_rs_protocol_get(const conn_rec *c);
+int md_rs_answer_challenge(conn_rec *c, const char *server_name, const char **pcert_pem,
+                           const char **pkey_pem);
 int md_rs_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_files,
                          apr_array_header_t *key_files);
 

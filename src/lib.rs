@@ -17,3 +17,4 @@ mod module;
 mod redirect;
 mod request;
 mod state;
+mod tls_alpn;

@@ -41,6 +41,44 @@ pub fn cert_files(md: &ManagedDomain, store_dir: &Path) -> Vec<(String, String)>
         .collect()
 }
 
+/// The ALPN protocol of tls-alpn-01 (RFC 8737).
+pub const ACME_TLS_1: &str = "acme-tls/1";
+
+/// Challenge certificate and key (PEM) for a tls-alpn-01 handshake with SNI `host`, read from
+/// `challenges/<host>/acme-tls-alpn-01-{pubcert,privkey}[.spec].pem`. RSA specs are tried
+/// before EC ones (the C module's 2.5.2 fix: CAs validate with an RSA-capable handshake).
+/// `Ok(None)`: no MD for the host, or no challenge files.
+pub fn tls_alpn01_pems(
+    mds: &[ManagedDomain],
+    challenges_dir: &Path,
+    host: &str,
+) -> std::io::Result<Option<(String, String)>> {
+    let host = host.to_ascii_lowercase();
+    let Some(md) = md_for_host(mds, &host) else {
+        return Ok(None);
+    };
+    if host.starts_with('.') || host.contains(['/', '\\']) || host.contains("..") {
+        return Ok(None);
+    }
+    let dir = challenges_dir.join(&host);
+    let mut specs: Vec<_> = md.private_keys.iter().collect();
+    specs.sort_by_key(|s| !s.is_rsa());
+    for spec in specs {
+        let sfx = spec.file_suffix();
+        let cert = dir.join(format!("acme-tls-alpn-01-pubcert{sfx}.pem"));
+        let key = dir.join(format!("acme-tls-alpn-01-privkey{sfx}.pem"));
+        match (
+            std::fs::read_to_string(&cert),
+            std::fs::read_to_string(&key),
+        ) {
+            (Ok(c), Ok(k)) => return Ok(Some((c, k))),
+            (Err(e), _) | (_, Err(e)) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
 /// What to do with a request for `/.well-known/acme-challenge/...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Http01 {
@@ -208,6 +246,29 @@ mod tests {
         assert_eq!(files.len(), 1, "rsa has no key: skipped");
         assert!(files[0].0.ends_with("a.org/pubcert.secp384r1.pem"));
         assert!(files[0].1.ends_with("a.org/privkey.secp384r1.pem"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn tls_alpn01_prefers_rsa() {
+        let dir = tmpdir("ta");
+        let list = mds(&["MDPrivateKeys secp384r1 rsa2048", "MDomain a.org"]);
+        assert_eq!(tls_alpn01_pems(&list, &dir, "a.org").unwrap(), None);
+        let d = dir.join("a.org");
+        std::fs::create_dir_all(&d).unwrap();
+        for (f, v) in [
+            ("acme-tls-alpn-01-pubcert.secp384r1.pem", "ec-cert"),
+            ("acme-tls-alpn-01-privkey.secp384r1.pem", "ec-key"),
+        ] {
+            std::fs::write(d.join(f), v).unwrap();
+        }
+        let got = tls_alpn01_pems(&list, &dir, "A.org").unwrap();
+        assert_eq!(got, Some(("ec-cert".into(), "ec-key".into())));
+        std::fs::write(d.join("acme-tls-alpn-01-pubcert.pem"), "rsa-cert").unwrap();
+        std::fs::write(d.join("acme-tls-alpn-01-privkey.pem"), "rsa-key").unwrap();
+        let got = tls_alpn01_pems(&list, &dir, "a.org").unwrap();
+        assert_eq!(got, Some(("rsa-cert".into(), "rsa-key".into())));
+        assert_eq!(tls_alpn01_pems(&list, &dir, "b.org").unwrap(), None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
