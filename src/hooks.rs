@@ -7,9 +7,11 @@ use crate::guard::{guard, test_panic_point};
 use crate::log::log_s;
 use crate::state::{mod_state, pconf_of};
 use crate::{apr, ffi};
+use md_core::config::values::RenewMode;
 use md_core::config::vhosts::{self, Diagnostic, VHost};
 use md_core::config::Origin;
 use md_core::log::Level;
+use md_core::md::challenges::{self, ChallengeSupport, Reachability};
 use md_core::md::ManagedDomain;
 
 const OK: c_int = ffi::OK;
@@ -109,6 +111,12 @@ unsafe fn collect_vhosts(
                 aliases,
                 is_base: r.is_virtual == 0,
                 is_ssl: ssl.contains(&(s as usize)),
+                acme_tls_1: ffi::ap_is_allowed_protocol(
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    s,
+                    c"acme-tls/1".as_ptr(),
+                ) != 0,
                 origin: Origin {
                     file: apr::to_string(r.defn_name),
                     line: r.defn_line_number,
@@ -118,6 +126,25 @@ unsafe fn collect_vhosts(
         }
     }
     out
+}
+
+/// The local ports httpd listens on.
+///
+/// # Safety
+/// Call in post_config or later, when `ap_listeners` is set up.
+unsafe fn listen_ports() -> Vec<u16> {
+    let mut ports = Vec::new();
+    // SAFETY: a null-terminated list owned by httpd; bind_addr is always set.
+    unsafe {
+        let mut l = ffi::ap_listeners;
+        while !l.is_null() {
+            if !(*l).bind_addr.is_null() {
+                ports.push((*(*l).bind_addr).port);
+            }
+            l = (*l).next;
+        }
+    }
+    ports
 }
 
 /// httpd: post_config after mod_ssl: link MDs to vhosts and run the C module's checks.
@@ -140,17 +167,37 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             .iter()
             .map(|v| state.server_mds.get(&v.key).cloned().unwrap_or_default());
         let linked = vhosts::check(&mut state.mds, &vhosts, assignment.collect());
-        for (md, vs) in state.mds.iter().zip(&linked.md_vhosts) {
+        let status = report(s, &linked.diagnostics);
+        if status != OK {
+            return status;
+        }
+        let map = state.config.global.port_map.unwrap_or_default();
+        // SAFETY: ap_listeners is httpd's list of listeners, set up before post_config.
+        let reach = Reachability::from_listeners(&unsafe { listen_ports() }, map);
+        for (md, vs) in state.mds.iter_mut().zip(&linked.md_vhosts) {
+            md.acme_tls_1 = vhosts::acme_tls_1_domains(md, vs, &vhosts);
             log_s!(
                 s,
                 Level::Debug,
-                "MD {} [{}] used by {} vhost(s)",
+                "MD {} [{}] used by {} vhost(s), acme-tls/1: [{}]",
                 md.name,
                 md.domains.join(", "),
-                vs.len()
+                vs.len(),
+                md.acme_tls_1.join(", ")
             );
+            if md.renew_mode == RenewMode::Manual {
+                continue;
+            }
+            let support = ChallengeSupport {
+                reach,
+                acme_tls_1: !md.acme_tls_1.is_empty(),
+                dns01_cmd: md.env.dns01_cmd.is_some(),
+            };
+            if let Err(why) = challenges::candidates(&md.ca_challenges, support) {
+                log_s!(s, Level::Err, "AH10173: md[{}]: {why}", md.name);
+            }
         }
-        report(s, &linked.diagnostics)
+        OK
     })
 }
 

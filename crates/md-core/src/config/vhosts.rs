@@ -20,6 +20,8 @@ pub struct VHost {
     pub is_base: bool,
     /// mod_ssl asked us for certificates for it: an SSL vhost.
     pub is_ssl: bool,
+    /// `acme-tls/1` is in its `Protocols`.
+    pub acme_tls_1: bool,
     /// Where the vhost was defined (for messages).
     pub origin: Origin,
 }
@@ -296,6 +298,28 @@ fn add_vhost_names(md: &mut ManagedDomain, v: &VHost, diagnostics: &mut Vec<Diag
     }
 }
 
+/// The MD's domains that an assigned SSL vhost with `acme-tls/1` in `Protocols` serves: those
+/// can be validated with tls-alpn-01 (md.json `proto.acme-tls/1`).
+pub fn acme_tls_1_domains(
+    md: &ManagedDomain,
+    vhost_idx: &[usize],
+    vhosts: &[VHost],
+) -> Vec<String> {
+    md.domains
+        .iter()
+        .filter(|d| {
+            vhost_idx.iter().map(|&i| &vhosts[i]).any(|v| {
+                v.is_ssl
+                    && v.acme_tls_1
+                    && std::iter::once(&v.server_name)
+                        .chain(v.aliases.iter())
+                        .any(|n| domain_covers(d, n) || glob_match(n, d))
+            })
+        })
+        .cloned()
+        .collect()
+}
+
 /// [`assign`] and [`check`] in one step.
 pub fn link(mds: &mut [ManagedDomain], vhosts: &[VHost], mc: &ModConfig) -> Linked {
     let assignment = assign(mds, vhosts, mc);
@@ -425,6 +449,23 @@ mod tests {
         let c = mc_with(&["MDBaseServer on", "MDomain a.org"]);
         let l = link(&mut mds, &[base], &c.0);
         assert_eq!(l.md_vhosts[0], vec![0]);
+    }
+
+    #[test]
+    fn acme_tls_1_domains_need_ssl_and_protocol() {
+        let c = mc_with(&["MDomain a.org www.a.org b.org"]);
+        let mds = resolve(&c);
+        let mut v1 = vh("a.org", &["www.a.org"], true);
+        v1.acme_tls_1 = true;
+        let v2 = vh("b.org", &[], true);
+        let mut v3 = vh("b.org", &[], false);
+        v3.acme_tls_1 = true;
+        let vs = [v1, v2, v3];
+        assert_eq!(
+            acme_tls_1_domains(&mds[0], &[0, 1, 2], &vs),
+            vec!["a.org", "www.a.org"]
+        );
+        assert!(acme_tls_1_domains(&mds[0], &[1, 2], &vs).is_empty());
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct ManagedDomain {
     pub profile: Option<String>,
     pub profile_mandatory: bool,
     pub ari_renewals: bool,
+    /// Domains served by an SSL vhost with `acme-tls/1` in `Protocols` (filled at post_config).
+    pub acme_tls_1: Vec<String>,
     /// Where the MD was defined.
     pub origin: Origin,
 }
@@ -127,6 +129,7 @@ impl ManagedDomain {
             profile: s.profile.clone(),
             profile_mandatory: s.profile_mandatory.unwrap_or(false),
             ari_renewals: s.ari_renewals.unwrap_or(true),
+            acme_tls_1: Vec::new(),
             origin: def.origin.clone(),
         }
     }
