@@ -10,6 +10,7 @@
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod config;
+pub mod drive;
 pub mod log;
 pub mod md;
 pub mod serve;

@@ -1,0 +1,3 @@
+//! The renewal driver: deciding when each MD is renewed, and running renewals.
+
+pub mod schedule;
