@@ -9,4 +9,7 @@
 /// Version of mod_md-rs, as printed by `a2md --version` and used in the User-Agent.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod acme;
+pub mod crypt;
+pub mod http;
 pub mod md;
