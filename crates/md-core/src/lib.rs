@@ -9,8 +9,11 @@
 /// Version of mod_md-rs, as printed by `a2md --version` and used in the User-Agent.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod acme;
 pub mod config;
+pub mod crypt;
 pub mod drive;
+pub mod http;
 pub mod log;
 pub mod md;
 pub mod serve;

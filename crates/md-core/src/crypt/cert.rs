@@ -1,0 +1,283 @@
+//! X.509 certificates and chains: parsing, facts the store and status need, key matching.
+
+use chrono::{DateTime, Utc};
+use openssl::asn1::{Asn1Time, Asn1TimeRef};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::x509::{X509NameRef, X509};
+
+use super::{b64url, hex_lower, CryptError, PrivateKey};
+
+/// One X.509 certificate.
+#[derive(Clone)]
+pub struct Certificate {
+    x509: X509,
+}
+
+impl std::fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Certificate(serial={}, issuer={})",
+            self.serial_hex(),
+            self.issuer_name()
+        )
+    }
+}
+
+fn asn1_to_utc(t: &Asn1TimeRef) -> DateTime<Utc> {
+    // Asn1Time has no direct conversion; measure the distance from the epoch.
+    let epoch = Asn1Time::from_unix(0).expect("epoch is representable");
+    match epoch.diff(t) {
+        Ok(d) => DateTime::from_timestamp(d.days as i64 * 86400 + d.secs as i64, 0)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        Err(_) => DateTime::<Utc>::MIN_UTC,
+    }
+}
+
+fn name_oneline(name: &X509NameRef) -> String {
+    let mut s = String::new();
+    for e in name.entries() {
+        let key = e.object().nid().short_name().unwrap_or("?");
+        let val = e.data().to_string().unwrap_or_default();
+        s.push('/');
+        s.push_str(key);
+        s.push('=');
+        s.push_str(&val);
+    }
+    s
+}
+
+impl Certificate {
+    /// Wrap an openssl certificate.
+    pub fn from_x509(x509: X509) -> Self {
+        Certificate { x509 }
+    }
+
+    /// Parse one PEM certificate (the first in the input).
+    pub fn from_pem(pem: &[u8]) -> Result<Self, CryptError> {
+        X509::from_pem(pem)
+            .map(Certificate::from_x509)
+            .map_err(|e| CryptError::Parse {
+                what: "certificate",
+                message: e.to_string(),
+            })
+    }
+
+    /// Parse one DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, CryptError> {
+        X509::from_der(der)
+            .map(Certificate::from_x509)
+            .map_err(|e| CryptError::Parse {
+                what: "certificate",
+                message: e.to_string(),
+            })
+    }
+
+    /// The openssl certificate.
+    pub fn x509(&self) -> &X509 {
+        &self.x509
+    }
+
+    /// PEM encoding.
+    pub fn to_pem(&self) -> Result<Vec<u8>, CryptError> {
+        Ok(self.x509.to_pem()?)
+    }
+
+    /// DER encoding.
+    pub fn to_der(&self) -> Result<Vec<u8>, CryptError> {
+        Ok(self.x509.to_der()?)
+    }
+
+    /// SHA-256 fingerprint of the DER form, lower-case hex.
+    pub fn sha256_fingerprint(&self) -> Result<String, CryptError> {
+        Ok(hex_lower(&self.x509.digest(MessageDigest::sha256())?))
+    }
+
+    /// Serial number, upper-case hex.
+    pub fn serial_hex(&self) -> String {
+        self.x509
+            .serial_number()
+            .to_bn()
+            .and_then(|b| b.to_hex_str().map(|s| s.to_string()))
+            .unwrap_or_default()
+            .to_ascii_uppercase()
+    }
+
+    /// Start of validity.
+    pub fn not_before(&self) -> DateTime<Utc> {
+        asn1_to_utc(self.x509.not_before())
+    }
+
+    /// End of validity.
+    pub fn not_after(&self) -> DateTime<Utc> {
+        asn1_to_utc(self.x509.not_after())
+    }
+
+    /// DNS names and IP addresses (as text) from the subjectAltName extension.
+    pub fn alt_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(sans) = self.x509.subject_alt_names() {
+            for n in sans.iter() {
+                if let Some(d) = n.dnsname() {
+                    out.push(d.to_string());
+                } else if let Some(ip) = n.ipaddress() {
+                    if let Some(a) = ip_from_bytes(ip) {
+                        out.push(a.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// True when every name is covered by a SAN (exact, or a `*.` wildcard one label deep).
+    pub fn covers(&self, names: &[String]) -> bool {
+        let sans = self.alt_names();
+        names.iter().all(|n| {
+            sans.iter().any(|s| {
+                s.eq_ignore_ascii_case(n)
+                    || s.strip_prefix("*.").is_some_and(|base| {
+                        n.split_once('.')
+                            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(base))
+                    })
+            })
+        })
+    }
+
+    /// Issuer distinguished name in OpenSSL's oneline form, e.g. `/C=US/O=Pebble/CN=...`.
+    pub fn issuer_name(&self) -> String {
+        name_oneline(self.x509.issuer_name())
+    }
+
+    /// Subject distinguished name in oneline form.
+    pub fn subject_name(&self) -> String {
+        name_oneline(self.x509.subject_name())
+    }
+
+    /// Issuer common name, if any.
+    pub fn issuer_cn(&self) -> Option<String> {
+        self.x509
+            .issuer_name()
+            .entries_by_nid(Nid::COMMONNAME)
+            .next()
+            .and_then(|e| e.data().to_string().ok())
+    }
+
+    /// The caIssuers URI from Authority Information Access, if present.
+    pub fn issuer_uri(&self) -> Option<String> {
+        let aia = self.x509.authority_info()?;
+        aia.iter()
+            .filter(|ad| ad.method().nid() == Nid::AD_CA_ISSUERS)
+            .find_map(|ad| ad.location().uri().map(|s| s.to_string()))
+    }
+
+    /// OCSP responder URIs from Authority Information Access.
+    pub fn ocsp_uris(&self) -> Vec<String> {
+        self.x509
+            .ocsp_responders()
+            .map(|s| s.iter().map(|u| u.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// keyIdentifier of the Authority Key Identifier extension.
+    pub fn authority_key_id(&self) -> Option<Vec<u8>> {
+        self.x509.authority_key_id().map(|o| o.as_slice().to_vec())
+    }
+
+    /// True when the certificate's public key is the public part of `key`.
+    pub fn matches_key(&self, key: &PrivateKey) -> bool {
+        self.x509
+            .public_key()
+            .map(|p| p.public_eq(key.pkey()))
+            .unwrap_or(false)
+    }
+
+    /// True when `issuer` signed this certificate.
+    pub fn is_issued_by(&self, issuer: &Certificate) -> bool {
+        issuer
+            .x509
+            .public_key()
+            .and_then(|k| self.x509.verify(&k))
+            .unwrap_or(false)
+    }
+
+    /// The ARI certificate identifier (RFC 9773 §4.1, SPEC 5.8):
+    /// `b64url(AKI keyIdentifier) "." b64url(serial as unsigned big-endian, no leading zero)`.
+    /// `None` when the certificate has no AKI.
+    pub fn ari_cert_id(&self) -> Option<String> {
+        let aki = self.authority_key_id()?;
+        // BigNum::to_vec is the minimal unsigned magnitude: no DER sign byte.
+        let serial = self.x509.serial_number().to_bn().ok()?.to_vec();
+        Some(format!("{}.{}", b64url(&aki), b64url(&serial)))
+    }
+}
+
+fn ip_from_bytes(b: &[u8]) -> Option<std::net::IpAddr> {
+    match b.len() {
+        4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(b).ok()?)),
+        16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(b).ok()?)),
+        _ => None,
+    }
+}
+
+/// A certificate followed by its issuers (leaf first), as in `pubcert.pem`.
+#[derive(Debug, Clone)]
+pub struct CertificateChain {
+    /// Leaf first, then intermediates.
+    pub certs: Vec<Certificate>,
+}
+
+impl CertificateChain {
+    /// Parse all PEM certificates in `pem`. Empty input is an error.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, CryptError> {
+        let certs: Vec<Certificate> = X509::stack_from_pem(pem)
+            .map_err(|e| CryptError::Parse {
+                what: "certificate chain",
+                message: e.to_string(),
+            })?
+            .into_iter()
+            .map(Certificate::from_x509)
+            .collect();
+        if certs.is_empty() {
+            return Err(CryptError::Parse {
+                what: "certificate chain",
+                message: "no certificate found".into(),
+            });
+        }
+        Ok(CertificateChain { certs })
+    }
+
+    /// All certificates as concatenated PEM.
+    pub fn to_pem(&self) -> Result<Vec<u8>, CryptError> {
+        let mut out = Vec::new();
+        for c in &self.certs {
+            out.extend(c.to_pem()?);
+        }
+        Ok(out)
+    }
+
+    /// The leaf certificate.
+    pub fn leaf(&self) -> &Certificate {
+        &self.certs[0]
+    }
+
+    /// Issuer name of the topmost certificate: what "chain selection by issuer" compares.
+    pub fn top_issuer_name(&self) -> String {
+        self.certs
+            .last()
+            .map(|c| c.issuer_name())
+            .unwrap_or_default()
+    }
+
+    /// Verify each certificate is signed by the next, and the last by one of `roots`.
+    pub fn verify_against(&self, roots: &[Certificate]) -> bool {
+        for w in self.certs.windows(2) {
+            if !w[0].is_issued_by(&w[1]) {
+                return false;
+            }
+        }
+        let top = self.certs.last().expect("chain is never empty");
+        roots.iter().any(|r| top.is_issued_by(r))
+    }
+}
