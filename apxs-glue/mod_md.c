@@ -88,6 +88,8 @@ void md_rs_glue_register_hooks(apr_pool_t *p)
     ap_hook_post_config(md_rs_post_config_before_ssl, NULL, before_ssl, APR_HOOK_FIRST);
     ap_hook_post_config(md_rs_post_config_after_ssl, after_ssl, before_wd, APR_HOOK_LAST);
     ap_hook_ssl_add_cert_files(md_rs_add_cert_files, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_ssl_add_fallback_cert_files(md_rs_add_fallback_cert_files, NULL, NULL,
+                                        APR_HOOK_MIDDLE);
 
     /* http-01 answers run before authentication (so they work behind access restrictions);
      * the HTTPS redirect runs after mod_ssl has marked the request as secure or not. */

@@ -48,4 +48,7 @@ int md_rs_glue_log_is_level(const server_rec *s, int level);
 /* The module's index (assigned by httpd at load). */
 int md_rs_glue_module_index(void);
 
+int md_rs_add_fallback_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_files,
+                                  apr_array_header_t *key_files);
+
 #endif

@@ -239,3 +239,38 @@ pub unsafe extern "C" fn md_rs_add_cert_files(
         OK
     })
 }
+
+/// mod_ssl: a vhost of an MD without certificates gets a self-signed fallback, so mod_ssl
+/// starts and answers 503 until the real certificate is activated.
+#[no_mangle]
+pub unsafe extern "C" fn md_rs_add_fallback_cert_files(
+    s: *mut ffi::server_rec,
+    p: *mut ffi::apr_pool_t,
+    cert_files: *mut ffi::apr_array_header_t,
+    key_files: *mut ffi::apr_array_header_t,
+) -> c_int {
+    guard("ssl_add_fallback_cert_files", s, DECLINED, || {
+        // SAFETY: s is a live server_rec of the current generation.
+        let state = unsafe { mod_state(pconf_of(s)) };
+        let Some(md) = state.md_of_server(s as usize) else {
+            return DECLINED;
+        };
+        match md_core::serve::fallback_files(md, &state.store_dir) {
+            Ok(files) => {
+                for (cert, key) in &files {
+                    // SAFETY: the arrays belong to mod_ssl's call and p outlives them.
+                    unsafe {
+                        apr::push_string(cert_files, p, cert);
+                        apr::push_string(key_files, p, key);
+                    }
+                }
+                log_s!(s, Level::Debug, "MD {}: no certificate yet, using fallback", md.name);
+                OK
+            }
+            Err(e) => {
+                log_s!(s, Level::Err, "MD {}: cannot create fallback certificate: {e}", md.name);
+                DECLINED
+            }
+        }
+    })
+}

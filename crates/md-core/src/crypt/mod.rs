@@ -2,10 +2,12 @@
 
 mod cert;
 mod csr;
+mod fallback;
 mod key;
 
 pub use cert::{Certificate, CertificateChain};
 pub use csr::{make_csr, make_tls_alpn01_cert, CsrOptions, ACME_IDENTIFIER_OID, TLS_FEATURE_OID};
+pub use fallback::{make_fallback_cert, FALLBACK_CN, FALLBACK_DAYS};
 pub use key::{EcCurve, KeyType, PrivateKey};
 
 use base64::Engine;
