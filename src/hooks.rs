@@ -264,11 +264,21 @@ pub unsafe extern "C" fn md_rs_add_fallback_cert_files(
                         apr::push_string(key_files, p, key);
                     }
                 }
-                log_s!(s, Level::Debug, "MD {}: no certificate yet, using fallback", md.name);
+                log_s!(
+                    s,
+                    Level::Debug,
+                    "MD {}: no certificate yet, using fallback",
+                    md.name
+                );
                 OK
             }
             Err(e) => {
-                log_s!(s, Level::Err, "MD {}: cannot create fallback certificate: {e}", md.name);
+                log_s!(
+                    s,
+                    Level::Err,
+                    "MD {}: cannot create fallback certificate: {e}",
+                    md.name
+                );
                 DECLINED
             }
         }
