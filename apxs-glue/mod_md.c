@@ -13,6 +13,7 @@
 #include <http_log.h>
 #include <http_protocol.h>
 #include <http_ssl.h>
+#include <mod_watchdog.h>
 
 #include "md_rs.h"
 
@@ -117,7 +118,33 @@ int md_rs_glue_log_is_level(const server_rec *s, int level)
     return APLOG_IS_LEVEL(s, level);
 }
 
-int md_rs_glue_module_index(void)
+/* mod_watchdog is reached through its optional functions only: a hard reference would make
+ * LoadModule fail where mod_watchdog is a DSO that is not loaded. */
+apr_status_t md_rs_glue_watchdog_start(apr_pool_t *p, const char *name,
+                                       apr_interval_time_t interval, void *data,
+                                       ap_watchdog_callback_fn_t *cb, ap_watchdog_t **pwd)
 {
-    return md_module.module_index;
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_get_instance) *get_instance =
+        APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_get_instance);
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_register_callback) *register_cb =
+        APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_register_callback);
+    apr_status_t rv;
+
+    if (!get_instance || !register_cb) {
+        return APR_ENOTIMPL;
+    }
+    /* parent = 0, singleton = 1: one thread in one child process. */
+    rv = get_instance(pwd, name, 0, 1, p);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    return register_cb(*pwd, interval, data, cb);
+}
+
+apr_status_t md_rs_glue_watchdog_set_interval(ap_watchdog_t *wd, apr_interval_time_t interval,
+                                              void *data, ap_watchdog_callback_fn_t *cb)
+{
+    APR_OPTIONAL_FN_TYPE(ap_watchdog_set_callback_interval) *set_interval =
+        APR_RETRIEVE_OPTIONAL_FN(ap_watchdog_set_callback_interval);
+    return set_interval ? set_interval(wd, interval, data, cb) : APR_ENOTIMPL;
 }

@@ -6,6 +6,7 @@
 
 #include <httpd.h>
 #include <http_config.h>
+#include <mod_watchdog.h>
 
 /* The module record, defined in Rust (src/module.rs). */
 extern module AP_MODULE_DECLARE_DATA md_module;
@@ -45,8 +46,13 @@ void md_rs_glue_log(const char *file, int line, int level, apr_status_t status,
                     const server_rec *s, const char *msg);
 /* Non-zero when a line of this level for this server would be logged for module md. */
 int md_rs_glue_log_is_level(const server_rec *s, int level);
-/* The module's index (assigned by httpd at load). */
-int md_rs_glue_module_index(void);
+/* Start a singleton child watchdog `name` calling `cb(state, data, pool)` after `interval`. */
+apr_status_t md_rs_glue_watchdog_start(apr_pool_t *p, const char *name,
+                                       apr_interval_time_t interval, void *data,
+                                       ap_watchdog_callback_fn_t *cb, ap_watchdog_t **pwd);
+/* Reschedule the watchdog callback. */
+apr_status_t md_rs_glue_watchdog_set_interval(ap_watchdog_t *wd, apr_interval_time_t interval,
+                                              void *data, ap_watchdog_callback_fn_t *cb);
 
 int md_rs_add_fallback_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_files,
                                   apr_array_header_t *key_files);

@@ -6,6 +6,7 @@ use crate::config::srv_conf;
 use crate::guard::{guard, test_panic_point};
 use crate::log::log_s;
 use crate::state::{mod_state, pconf_of};
+use crate::watchdog;
 use crate::{apr, ffi};
 use md_core::config::values::RenewMode;
 use md_core::config::vhosts::{self, Diagnostic, VHost};
@@ -197,7 +198,33 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
                 log_s!(s, Level::Err, "AH10173: md[{}]: {why}", md.name);
             }
         }
-        OK
+        // Watched: every MD except auto-renewed ones that no vhost uses.
+        let watched: Vec<ManagedDomain> = state
+            .mds
+            .iter()
+            .zip(&linked.md_vhosts)
+            .filter(|(md, vs)| !(md.renew_mode == RenewMode::Auto && vs.is_empty()))
+            .map(|(md, _)| md.clone())
+            .collect();
+        if watched.is_empty() {
+            return OK;
+        }
+        let g = &state.config.global;
+        let (interval, delay) = (g.check_interval, g.initial_delay);
+        // SAFETY: pconf and s are live; the watchdog data is owned by pconf.
+        let started =
+            unsafe { watchdog::start(pconf, s, watched, state.store_dir.clone(), interval, delay) };
+        match started {
+            Ok(()) => OK,
+            Err(rv) => {
+                log_s!(
+                    s,
+                    Level::Crit,
+                    "mod_watchdog is required for mod_md (status {rv})"
+                );
+                FAILED
+            }
+        }
     })
 }
 

@@ -18,3 +18,4 @@ mod redirect;
 mod request;
 mod state;
 mod tls_alpn;
+mod watchdog;
