@@ -13,6 +13,7 @@ pub mod acme;
 pub mod config;
 pub mod crypt;
 pub mod drive;
+pub mod event;
 pub mod http;
 pub mod log;
 pub mod md;
