@@ -134,12 +134,26 @@ class StartResult:
         return self.output + "\n" + self.error_log
 
 
+class ModuleMissing(Exception):
+    """The md module (or apache2) under test does not exist: the test must fail."""
+
+
+def check_prerequisites(module: MdModule) -> None:
+    if not os.path.isfile(APACHE2):
+        raise ModuleMissing(f"apache2 binary not found at {APACHE2} (env APACHE2_BIN)")
+    if not module.exists():
+        hint = ("build it (cargo build --release) or set MD_RS_MODULE"
+                if module.name == "rs" else "install apache2-bin or set MD_C_MODULE")
+        raise ModuleMissing(f"md module '{module.name}' not found at {module.path}: {hint}")
+
+
 class HttpdServer:
     """One self-contained httpd instance in its own temporary directory."""
 
     def __init__(self, module: MdModule, *, ssl: bool = True, status: bool = False,
                  md_defaults: bool = True, log_level: str = "warn",
                  keep: Optional[bool] = None):
+        check_prerequisites(module)  # raised inside the test: a missing module FAILS it
         self.module = module
         self.ssl = ssl
         self.status = status
