@@ -143,6 +143,21 @@ CASES = [
               [Expect("AH10172", "error", names=("a.org",),
                       c_text="AH10172: md[a.org]: error syncing to store")],
               note="C logs \"[a.org] uses unknown CA protocol 'FOO'\" (no AH number) first"),
+    StartCase("same-md-twice", PORTMAP + "MDomain a.org\nMDomain a.org\n"
+              + ssl_vhost(aliases=""), False,
+              [Expect("AH10038", "error", names=("a.org",),
+                      c_text="AH10038: two Managed Domains have an overlap in domain 'a.org'")],
+              note="accepted by apache2 -t, fails at startup"),
+    StartCase("static-cert-files-missing", PORTMAP + "<MDomain a.org>\n"
+              "    MDCertificateFile conf/missing.pem\n"
+              "    MDCertificateKeyFile conf/missing.key\n</MDomain>\n"
+              + ssl_vhost(aliases=""), False,
+              [Expect("AH02562", "emerg", "ssl", ("<DIR>/conf/missing.pem",))],
+              note="mod_md hands the (ServerRoot-relative) paths to mod_ssl, which fails"),
+    StartCase("store-dir-unusable", PORTMAP + "MDomain a.org\nMDStoreDir /proc/md-nope\n"
+              + ssl_vhost(aliases=""), False,
+              [Expect("AH10046", "error", names=("/proc/md-nope",),
+                      c_text="AH10046: setup store for /proc/md-nope")]),
 ]
 
 _RESULTS: dict[tuple[str, str], dict] = {}
