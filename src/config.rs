@@ -128,14 +128,27 @@ unsafe fn apply_in_context(
                 line: (*dir).line_num.max(0) as u32,
             }
         };
+        // <Directory>, <Location>, <Files> (also around an <If>): httpd's own message. A
+        // server-level <If> is tolerated, as by the C module.
+        // One section kind at a time: with all bits at once httpd only says "directory
+        // context", while the C module's message names the section.
+        let dir_err = [
+            ffi::NOT_IN_DIRECTORY,
+            ffi::NOT_IN_LOCATION,
+            ffi::NOT_IN_FILES,
+        ]
+        .into_iter()
+        .chain([ffi::NOT_IN_DIR_CONTEXT])
+        .map(|bits| ffi::ap_check_cmd_context(cmd, bits as u32))
+        .find(|e| !e.is_null())
+        .unwrap_or(std::ptr::null());
         let ctx = Context {
             in_vhost: (*s).is_virtual != 0,
-            // <Directory>, <Location>, <Files> (also around an <If>); a server-level <If>
-            // is tolerated, as by the C module.
-            in_dir: !ffi::ap_check_cmd_context(cmd, (ffi::NOT_IN_DIR_CONTEXT) as u32).is_null(),
             origin,
             server_root: apr::to_string(ffi::ap_server_root),
             server_key: s as usize,
+            dir_context_error: (!dir_err.is_null()).then(|| apr::to_string(dir_err)),
+            help: apr::to_string((*c.cmd).errmsg),
         };
         let conf = ffi::ap_get_module_config((*s).module_config, crate::module::MD_MODULE.as_ptr())
             as *mut SrvConf;

@@ -53,26 +53,27 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
         test_panic_point("post_config");
         // SAFETY: pconf and s are httpd's live config pool and base server.
         let (state, main) = unsafe { (mod_state(pconf), &srv_conf(s).settings) };
-        // SAFETY: s is live; server_admin/server_hostname are C strings or null.
-        let (admin, base_name) = unsafe {
-            (
-                apr::to_string((*s).server_admin),
-                apr::to_string((*s).server_hostname),
-            )
-        };
-        let diagnostics = vhosts::check_definitions(&state.config, &base_name);
+        // SAFETY: s is live; server_admin is a C string or null.
+        let admin = unsafe { apr::to_string((*s).server_admin) };
+        let mut diagnostics = vhosts::check_definitions(&state.config);
         state.mds = state
             .config
             .mds
             .iter()
             .map(|d| ManagedDomain::resolve_with_admin(d, main, &state.config, Some(&admin)))
             .collect();
+        diagnostics.extend(vhosts::check_resolved(&state.mds));
         // SAFETY: ap_server_root is httpd's global, set before the config is read.
         let server_root = unsafe { apr::to_string(ffi::ap_server_root) };
         state.store_dir = match &state.config.global.store_dir {
             Some(dir) => dir.into(),
             None => std::path::Path::new(&server_root).join("md"),
         };
+        if let Err(e) = std::fs::create_dir_all(&state.store_dir) {
+            let dir = state.store_dir.display();
+            log_s!(s, Level::Err, "AH10046: setup store for {dir}: {e}");
+            return FAILED;
+        }
         // Assign MDs to vhosts now: mod_ssl asks for each SSL vhost's files before our
         // second post_config runs.
         // SAFETY: s is the live base server.
@@ -122,6 +123,7 @@ unsafe fn collect_vhosts(
                     file: apr::to_string(r.defn_name),
                     line: r.defn_line_number,
                 },
+                port: r.port,
             });
             s = r.next;
         }
@@ -243,6 +245,18 @@ pub unsafe extern "C" fn md_rs_add_cert_files(
         // SAFETY: s is a live server_rec of the current generation.
         let state = unsafe { mod_state(pconf_of(s)) };
         state.ssl_servers.insert(s as usize);
+        let count = state.server_mds.get(&(s as usize)).map_or(0, Vec::len);
+        if count > 1 {
+            // SAFETY: s is live; server_hostname is a C string or null.
+            let name = unsafe { apr::to_string((*s).server_hostname) };
+            log_s!(
+                s,
+                Level::Err,
+                "{}",
+                vhosts::ssl_conflict_message(count, &name)
+            );
+            return DECLINED;
+        }
         let Some(md) = state.md_of_server(s as usize) else {
             return DECLINED;
         };

@@ -38,14 +38,12 @@ impl Unit {
 pub fn parse_duration(s: &str, default_unit: Unit) -> Result<Duration, String> {
     let s = s.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    // The C module's wording for every malformed duration.
+    const BAD: &str = "unrecognized duration format";
     if digits == 0 {
-        return Err(format!(
-            "'{s}' is not a duration (a number with unit d, h, mi, s or ms)"
-        ));
+        return Err(BAD.into());
     }
-    let n: u64 = s[..digits]
-        .parse()
-        .map_err(|_| format!("'{s}': number too large"))?;
+    let n: u64 = s[..digits].parse().map_err(|_| BAD.to_string())?;
     let unit = match s[digits..].to_ascii_lowercase().as_str() {
         "" => default_unit,
         "d" => Unit::Days,
@@ -53,15 +51,11 @@ pub fn parse_duration(s: &str, default_unit: Unit) -> Result<Duration, String> {
         "mi" => Unit::Minutes,
         "s" => Unit::Seconds,
         "ms" => Unit::Millis,
-        other => {
-            return Err(format!(
-                "'{s}': unknown time unit '{other}' (use d, h, mi, s or ms)"
-            ))
-        }
+        _ => return Err(BAD.into()),
     };
     n.checked_mul(unit.millis())
         .map(Duration::from_millis)
-        .ok_or_else(|| format!("'{s}': duration too large"))
+        .ok_or_else(|| BAD.into())
 }
 
 /// Format a duration in the largest unit that divides it exactly (`21d`, `12h`, `30mi`, `10s`,

@@ -3,11 +3,21 @@
 //! The C glue (apxs-glue/mod_md.c) lists the same names for httpd; a unit test keeps both lists
 //! equal. Canonical names map legacy aliases (`ManagedDomain`, `MDDriveMode`) to today's.
 
-/// How arguments arrive.
+/// How arguments arrive and how many are allowed. The counts mirror the C module's httpd
+/// argument kinds, so count errors read exactly as httpd words them there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Args {
-    /// Tokenized by httpd; minimum and maximum count (`usize::MAX` = no limit).
-    Words(usize, usize),
+    /// Exactly one word (httpd TAKE1).
+    Take1,
+    /// Exactly two words (TAKE2).
+    Take2,
+    /// One or two words (TAKE12).
+    Take12,
+    /// Any number of words, each applied in turn; none at all is accepted and does nothing
+    /// (ITERATE).
+    Iterate,
+    /// Any number of words, checked by the directive itself.
+    List,
     /// The raw rest of the line (sections, command lines).
     Raw,
 }
@@ -38,8 +48,6 @@ pub struct Directive {
     pub place: Place,
 }
 
-const ANY: usize = usize::MAX;
-
 const fn d(name: &'static str, args: Args, place: Place) -> Directive {
     Directive {
         name,
@@ -58,60 +66,60 @@ const fn alias(name: &'static str, canonical: &'static str, args: Args, place: P
     }
 }
 
-use Args::{Raw, Words};
+use Args::{Iterate, List, Raw, Take1, Take12, Take2};
 use Place::{Anywhere, NotInSection, OpensSection, SectionOnly};
 
 /// All directives, in the order of SPEC.md section 1.
 pub const DIRECTIVES: &[Directive] = &[
-    d("MDomain", Words(1, ANY), NotInSection),
-    alias("ManagedDomain", "MDomain", Words(1, ANY), NotInSection),
+    d("MDomain", List, NotInSection),
+    alias("ManagedDomain", "MDomain", List, NotInSection),
     d("<MDomainSet", Raw, OpensSection),
     alias("<MDomain", "<MDomainSet", Raw, OpensSection),
     alias("<ManagedDomain", "<MDomainSet", Raw, OpensSection),
-    d("MDMember", Words(1, ANY), Anywhere),
-    alias("MDMembers", "MDMember", Words(1, ANY), Anywhere),
-    d("MDMatchNames", Words(1, 1), NotInSection),
-    d("MDBaseServer", Words(1, 1), NotInSection),
-    d("MDCertificateAuthority", Words(1, ANY), Anywhere),
-    d("MDCertificateProtocol", Words(1, 1), Anywhere),
-    d("MDCertificateAgreement", Words(1, 1), Anywhere),
-    d("MDContactEmail", Words(1, 1), Anywhere),
-    d("MDExternalAccountBinding", Words(1, 2), Anywhere),
-    d("MDCAChallenges", Words(1, ANY), Anywhere),
-    d("MDProfile", Words(1, 1), Anywhere),
-    d("MDProfileMandatory", Words(1, 1), Anywhere),
-    d("MDRetryFailover", Words(1, 1), NotInSection),
-    d("MDRenewMode", Words(1, 1), Anywhere),
-    alias("MDDriveMode", "MDRenewMode", Words(1, 1), Anywhere),
-    d("MDRenewWindow", Words(1, 1), Anywhere),
-    d("MDWarnWindow", Words(1, 1), Anywhere),
-    d("MDRenewViaARI", Words(1, 1), Anywhere),
-    d("MDCheckInterval", Words(1, 1), NotInSection),
-    d("MDInitialDelay", Words(1, 1), NotInSection),
-    d("MDRetryDelay", Words(1, 1), NotInSection),
-    d("MDActivationDelay", Words(1, 1), NotInSection),
-    d("MDStoreLocks", Words(1, 1), NotInSection),
-    d("MDPrivateKeys", Words(1, ANY), Anywhere),
-    d("MDMustStaple", Words(1, 1), Anywhere),
-    d("MDCertificateFile", Words(1, 1), SectionOnly),
-    d("MDCertificateKeyFile", Words(1, 1), SectionOnly),
-    d("MDPortMap", Words(1, 2), NotInSection),
+    d("MDMember", List, Anywhere),
+    alias("MDMembers", "MDMember", List, Anywhere),
+    d("MDMatchNames", Take1, NotInSection),
+    d("MDBaseServer", Take1, NotInSection),
+    d("MDCertificateAuthority", Iterate, Anywhere),
+    d("MDCertificateProtocol", Take1, Anywhere),
+    d("MDCertificateAgreement", Take1, Anywhere),
+    d("MDContactEmail", Take1, Anywhere),
+    d("MDExternalAccountBinding", Take12, Anywhere),
+    d("MDCAChallenges", Iterate, Anywhere),
+    d("MDProfile", Take1, Anywhere),
+    d("MDProfileMandatory", Take1, Anywhere),
+    d("MDRetryFailover", Take1, NotInSection),
+    d("MDRenewMode", Take1, Anywhere),
+    alias("MDDriveMode", "MDRenewMode", Take1, Anywhere),
+    d("MDRenewWindow", Take1, Anywhere),
+    d("MDWarnWindow", Take1, Anywhere),
+    d("MDRenewViaARI", Take1, Anywhere),
+    d("MDCheckInterval", Take1, NotInSection),
+    d("MDInitialDelay", Take1, NotInSection),
+    d("MDRetryDelay", Take1, NotInSection),
+    d("MDActivationDelay", Take1, NotInSection),
+    d("MDStoreLocks", Take1, NotInSection),
+    d("MDPrivateKeys", List, Anywhere),
+    d("MDMustStaple", Take1, Anywhere),
+    d("MDCertificateFile", Take1, SectionOnly),
+    d("MDCertificateKeyFile", Take1, SectionOnly),
+    d("MDPortMap", Take12, NotInSection),
     d("MDChallengeDns01", Raw, Anywhere),
-    d("MDChallengeDns01Version", Words(1, 1), NotInSection),
-    d("MDHttpProxy", Words(1, 1), Anywhere),
-    d("MDCACertificateFile", Words(1, 1), Anywhere),
-    d("MDHttpProxyCACertificateFile", Words(1, 1), Anywhere),
-    d("MDRequireHttps", Words(1, 1), Anywhere),
+    d("MDChallengeDns01Version", Take1, NotInSection),
+    d("MDHttpProxy", Take1, Anywhere),
+    d("MDCACertificateFile", Take1, Anywhere),
+    d("MDHttpProxyCACertificateFile", Take1, Anywhere),
+    d("MDRequireHttps", Take1, Anywhere),
     d("MDNotifyCmd", Raw, NotInSection),
     d("MDMessageCmd", Raw, NotInSection),
-    d("MDServerStatus", Words(1, 1), Anywhere),
-    d("MDCertificateStatus", Words(1, 1), Anywhere),
-    d("MDCertificateCheck", Words(2, 2), Anywhere),
-    d("MDStapling", Words(1, 1), Anywhere),
-    d("MDStapleOthers", Words(1, 1), Anywhere),
-    d("MDStaplingKeepResponse", Words(1, 1), Anywhere),
-    d("MDStaplingRenewWindow", Words(1, 1), Anywhere),
-    d("MDStoreDir", Words(1, 1), NotInSection),
+    d("MDServerStatus", Take1, Anywhere),
+    d("MDCertificateStatus", Take1, Anywhere),
+    d("MDCertificateCheck", Take2, Anywhere),
+    d("MDStapling", Take1, Anywhere),
+    d("MDStapleOthers", Take1, Anywhere),
+    d("MDStaplingKeepResponse", Take1, Anywhere),
+    d("MDStaplingRenewWindow", Take1, Anywhere),
+    d("MDStoreDir", Take1, NotInSection),
 ];
 
 /// Look a directive up by its configured name (case-insensitive, as httpd matches them).
@@ -122,23 +130,15 @@ pub fn find(name: &str) -> Option<&'static Directive> {
 }
 
 impl Args {
-    /// Check a word count, with httpd-like wording.
-    pub fn check_count(&self, name: &str, n: usize) -> Result<(), String> {
-        let Args::Words(min, max) = *self else {
-            return Ok(());
+    /// Check a word count; errors read as httpd's, with the directive's help text.
+    pub fn check_count(&self, name: &str, n: usize, help: &str) -> Result<(), String> {
+        let want = match self {
+            Args::Take1 if n != 1 => "one argument",
+            Args::Take2 if n != 2 => "two arguments",
+            Args::Take12 if !(1..=2).contains(&n) => "1-2 arguments",
+            _ => return Ok(()),
         };
-        let ok = n >= min && n <= max;
-        if ok {
-            return Ok(());
-        }
-        let want = match (min, max) {
-            (1, 1) => "one argument".to_string(),
-            (a, b) if a == b => format!("{a} arguments"),
-            (1, ANY) => "at least one argument".to_string(),
-            (a, ANY) => format!("at least {a} arguments"),
-            (a, b) => format!("{a} to {b} arguments"),
-        };
-        Err(format!("{name} takes {want}"))
+        Err(format!("{name} takes {want}, {help}"))
     }
 }
 
@@ -182,16 +182,21 @@ mod tests {
 
     #[test]
     fn counts() {
-        assert!(Words(1, 1).check_count("X", 1).is_ok());
+        assert!(Take1.check_count("X", 1, "h").is_ok());
         assert_eq!(
-            Words(1, 1).check_count("X", 2).unwrap_err(),
-            "X takes one argument"
+            Take1.check_count("X", 2, "h").unwrap_err(),
+            "X takes one argument, h"
         );
         assert_eq!(
-            Words(2, 2).check_count("X", 1).unwrap_err(),
-            "X takes 2 arguments"
+            Take2.check_count("X", 1, "h").unwrap_err(),
+            "X takes two arguments, h"
         );
-        assert!(Words(1, ANY).check_count("X", 0).is_err());
-        assert!(Raw.check_count("X", 0).is_ok());
+        assert_eq!(
+            Take12.check_count("X", 3, "h").unwrap_err(),
+            "X takes 1-2 arguments, h"
+        );
+        assert!(Take12.check_count("X", 2, "h").is_ok());
+        assert!(Iterate.check_count("X", 0, "h").is_ok());
+        assert!(Raw.check_count("X", 0, "h").is_ok());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::directives::{self, Place};
+use super::directives::{self, Directive, Place};
 use super::values::{
     self, parse_on_off, parse_private_keys, parse_store_locks, Eab, MatchNames, PortMap, RenewMode,
     RequireHttps,
@@ -158,14 +158,17 @@ impl MdDefinition {
 pub struct Context {
     /// Inside a `<VirtualHost>`.
     pub in_vhost: bool,
-    /// Inside `<Directory>`, `<Location>`, `<Files>` (or similar).
-    pub in_dir: bool,
     /// File and line of the directive.
     pub origin: Origin,
     /// httpd's ServerRoot, to resolve relative paths.
     pub server_root: String,
     /// Opaque key of the server being configured.
     pub server_key: usize,
+    /// httpd's own error when the directive sits in a directory context (`<Directory>`,
+    /// `<Location>`, `<Files>`, ...), where no mod_md directive is allowed.
+    pub dir_context_error: Option<String>,
+    /// The directive's help text (used in argument count errors, as httpd does).
+    pub help: String,
 }
 
 impl Context {
@@ -234,7 +237,8 @@ impl ModConfig {
     }
 
     /// Run one directive. `server` is the settings of the server (main or vhost) being
-    /// configured. Errors name the directive; httpd adds file and line.
+    /// configured. Errors keep the C module's wording, prefixed with the directive's name
+    /// where that wording does not name it; httpd adds file and line.
     pub fn apply(
         &mut self,
         server: &mut Settings,
@@ -243,12 +247,27 @@ impl ModConfig {
         args: ArgValue,
     ) -> Result<Outcome, String> {
         let dir = directives::find(name).ok_or_else(|| format!("unknown directive {name}"))?;
+        self.apply_directive(server, ctx, dir, args).map_err(|msg| {
+            if msg.contains(dir.name) {
+                msg
+            } else {
+                format!("{}: {msg}", dir.name)
+            }
+        })
+    }
+
+    fn apply_directive(
+        &mut self,
+        server: &mut Settings,
+        ctx: &Context,
+        dir: &Directive,
+        args: ArgValue,
+    ) -> Result<Outcome, String> {
         let name = dir.name;
-        if ctx.in_dir {
-            return Err(format!(
-                "{name} is not allowed inside <Directory>, <Location> or <Files>"
-            ));
+        if let Some(msg) = &ctx.dir_context_error {
+            return Err(msg.clone());
         }
+        let words = words_of(&args);
         match (dir.place, self.section) {
             (Place::NotInSection | Place::OpensSection, Some(_)) => {
                 return Err(format!(
@@ -262,9 +281,7 @@ impl ModConfig {
             }
             _ => {}
         }
-        let words = words_of(&args);
-        dir.args.check_count(name, words.len())?;
-        let err = |e: String| format!("{name}: {e}");
+        dir.args.check_count(name, words.len(), &ctx.help)?;
         let section = self.section;
         // Settings that a section makes for its MD, or a server for itself.
         let target: &mut Settings = match section {
@@ -274,7 +291,10 @@ impl ModConfig {
         let v = one(&words);
         match dir.canonical {
             "MDomain" => {
-                self.define_md(&words, ctx).map_err(err)?;
+                if words.is_empty() {
+                    return Err("needs at least one domain name".into());
+                }
+                self.define_md(&words, ctx)?;
             }
             "<MDomainSet" => {
                 let ArgValue::Raw(raw) = &args else {
@@ -287,10 +307,10 @@ impl ModConfig {
                 let w = values::split_words(inner);
                 if w.is_empty() {
                     return Err(format!(
-                        "{SECTION}> section must specify a unique domain name"
+                        "{SECTION} > section must specify a unique domain name"
                     ));
                 }
-                let idx = self.define_md(&w, ctx).map_err(err)?;
+                let idx = self.define_md(&w, ctx)?;
                 self.section = Some(idx);
                 return Ok(Outcome::WalkSection);
             }
@@ -306,35 +326,31 @@ impl ModConfig {
                     }
                     self.mds[i].add_domains(&names);
                 }
+                None if words.is_empty() => {
+                    return Err(format!(
+                        "{name} is only valid inside a '{SECTION}' context, not here"
+                    ))
+                }
                 None => {
-                    server.transitive = Some(match (words.len(), v.to_ascii_lowercase().as_str()) {
-                        (1, "auto") => true,
-                        (1, "manual") => false,
-                        _ => {
-                            return Err(format!(
-                                "{name}: outside an '{SECTION}' context only 'auto' or \
-                                 'manual' is allowed"
-                            ))
-                        }
+                    server.transitive = Some(match v.to_ascii_lowercase().as_str() {
+                        "auto" if words.len() == 1 => true,
+                        "manual" if words.len() == 1 => false,
+                        _ => return Err("unknown value, use \"auto|manual\"".into()),
                     })
                 }
             },
-            "MDMatchNames" => self.global.match_names = Some(MatchNames::parse(v).map_err(err)?),
-            "MDBaseServer" => self.global.base_server = Some(parse_on_off(v).map_err(err)?),
+            "MDMatchNames" => self.global.match_names = Some(MatchNames::parse(v)?),
+            "MDBaseServer" => self.global.base_server = Some(parse_on_off(v)?),
             "MDCertificateAuthority" => {
-                let urls = words
-                    .iter()
-                    .map(|w| values::parse_ca(w))
-                    .collect::<Result<_, _>>();
-                target.ca_urls = Some(urls.map_err(err)?);
+                // Like httpd's ITERATE: no arguments, no change.
+                if !words.is_empty() {
+                    let urls = words.iter().map(|w| values::parse_ca(w));
+                    target.ca_urls = Some(urls.collect::<Result<_, _>>()?);
+                }
             }
             "MDCertificateProtocol" => target.ca_proto = Some(v.to_string()),
             "MDCertificateAgreement" => {
-                if !v.eq_ignore_ascii_case("accepted") && !values::is_absolute_uri(v) {
-                    return Err(format!(
-                        "{name}: '{v}' must be 'accepted' or the URL of the terms of service"
-                    ));
-                }
+                // The C module takes any value: `accepted` or the URL of the terms.
                 let v = if v.eq_ignore_ascii_case("accepted") {
                     "accepted"
                 } else {
@@ -352,51 +368,60 @@ impl ModConfig {
                     [none] if none.eq_ignore_ascii_case("none") => Eab::None,
                     [file] => {
                         let path = ctx.resolve(file);
-                        let text = std::fs::read_to_string(&path)
-                            .map_err(|e| format!("{name}: cannot read '{path}': {e}"))?;
-                        Eab::from_json(&path, &text).map_err(err)?
+                        let text = std::fs::read_to_string(&path).map_err(|e| {
+                            if e.kind() == std::io::ErrorKind::NotFound {
+                                format!("{name}: file not found: {path}")
+                            } else {
+                                format!("{name}: error reading JSON file {path}: {e}")
+                            }
+                        })?;
+                        Eab::from_json(&path, &text).map_err(|e| format!("{name}: {e}"))?
                     }
                     _ => unreachable!("arity checked"),
                 })
             }
-            "MDCAChallenges" => target.ca_challenges = Some(words.clone()),
+            "MDCAChallenges" => {
+                if !words.is_empty() {
+                    target.ca_challenges = Some(words.clone());
+                }
+            }
             "MDProfile" => target.profile = Some(v.to_string()),
-            "MDProfileMandatory" => target.profile_mandatory = Some(parse_on_off(v).map_err(err)?),
-            "MDRetryFailover" => match v.parse::<u32>() {
-                Ok(n) if n > 0 => self.global.retry_failover = Some(n),
-                _ => return Err(format!("{name}: '{v}' must be a number greater than 0")),
+            "MDProfileMandatory" => target.profile_mandatory = Some(parse_on_off(v)?),
+            "MDRetryFailover" => match values::leading_number(v) {
+                // Read like C's atoi: trailing junk is ignored, as the C module does.
+                Some(n) if n > 0 => self.global.retry_failover = Some(n),
+                _ => return Err("invalid argument, must be a number > 0".into()),
             },
-            "MDRenewMode" => target.renew_mode = Some(RenewMode::parse(v).map_err(err)?),
-            "MDRenewWindow" => {
-                target.renew_window = Some(Timeslice::parse(v, Unit::Days).map_err(err)?)
-            }
-            "MDWarnWindow" => {
-                target.warn_window = Some(Timeslice::parse(v, Unit::Days).map_err(err)?)
-            }
-            "MDRenewViaARI" => target.ari_renewals = Some(parse_on_off(v).map_err(err)?),
+            "MDRenewMode" => target.renew_mode = Some(RenewMode::parse(v)?),
+            "MDRenewWindow" => target.renew_window = Some(parse_window(name, v, "a length")?),
+            "MDWarnWindow" => target.warn_window = Some(parse_window(name, v, "a length")?),
+            "MDRenewViaARI" => target.ari_renewals = Some(parse_on_off(v)?),
             "MDCheckInterval" => {
-                let d = parse_duration(v, Unit::Seconds).map_err(err)?;
+                let d = parse_duration(v, Unit::Seconds)?;
                 if d < Duration::from_secs(1) {
-                    return Err(format!("{name}: must be at least one second"));
+                    return Err("check interval cannot be less than one second".into());
                 }
                 self.global.check_interval = Some(d);
             }
             "MDInitialDelay" => {
-                self.global.initial_delay = Some(parse_duration(v, Unit::Seconds).map_err(err)?)
+                if v.starts_with('-') {
+                    return Err("initial delay must not be negative".into());
+                }
+                self.global.initial_delay = Some(parse_duration(v, Unit::Seconds)?)
             }
             "MDRetryDelay" => {
-                let d = parse_duration(v, Unit::Seconds).map_err(err)?;
+                let d = parse_duration(v, Unit::Seconds)?;
                 if d.is_zero() {
-                    return Err(format!("{name}: must be greater than 0"));
+                    return Err("minimum delay must be greater than 0".into());
                 }
                 self.global.retry_delay = Some(d);
             }
             "MDActivationDelay" => {
-                self.global.activation_delay = Some(parse_duration(v, Unit::Days).map_err(err)?)
+                self.global.activation_delay = Some(parse_duration(v, Unit::Days)?)
             }
-            "MDStoreLocks" => self.global.store_locks = Some(parse_store_locks(v).map_err(err)?),
-            "MDPrivateKeys" => target.private_keys = Some(parse_private_keys(&words).map_err(err)?),
-            "MDMustStaple" => target.must_staple = Some(parse_on_off(v).map_err(err)?),
+            "MDStoreLocks" => self.global.store_locks = Some(parse_store_locks(v)?),
+            "MDPrivateKeys" => target.private_keys = Some(parse_private_keys(&words)?),
+            "MDMustStaple" => target.must_staple = Some(parse_on_off(v)?),
             "MDCertificateFile" | "MDCertificateKeyFile" => {
                 let md = &mut self.mds[section.expect("section checked")];
                 let path = ctx.resolve(v);
@@ -409,35 +434,27 @@ impl ModConfig {
             "MDPortMap" => {
                 let mut map = self.global.port_map.unwrap_or_default();
                 for w in &words {
-                    map.apply(w).map_err(err)?;
+                    map.apply(w)?;
                 }
                 self.global.port_map = Some(map);
             }
             "MDChallengeDns01Version" => match v {
                 "1" => self.global.dns01_version = Some(1),
                 "2" => self.global.dns01_version = Some(2),
-                _ => return Err(format!("{name}: '{v}' is not a supported version (1 or 2)")),
+                _ => return Err("Only versions `1` and `2` are supported".into()),
             },
             "MDChallengeDns01"
             | "MDHttpProxy"
             | "MDCACertificateFile"
             | "MDHttpProxyCACertificateFile" => {
                 let value = match (dir.canonical, &args) {
+                    // An empty command line is accepted (as by the C module): no command.
                     ("MDChallengeDns01", ArgValue::Raw(raw)) => {
-                        let raw = raw.trim();
-                        if raw.is_empty() {
-                            return Err(format!("{name} needs a command"));
-                        }
-                        raw.to_string()
+                        Some(raw.trim().to_string()).filter(|r| !r.is_empty())
                     }
-                    ("MDHttpProxy", _) => {
-                        if !values::is_absolute_uri(v) {
-                            return Err(format!("{name}: '{v}' is not an absolute URL"));
-                        }
-                        v.to_string()
-                    }
-                    (_, _) if v.eq_ignore_ascii_case("none") => "none".to_string(),
-                    _ => ctx.resolve(v),
+                    ("MDHttpProxy", _) => Some(values::parse_proxy_url(v)?),
+                    (_, _) if v.eq_ignore_ascii_case("none") => Some("none".to_string()),
+                    _ => Some(ctx.resolve(v)),
                 };
                 let env = match section {
                     Some(i) => &mut self.mds[i].env,
@@ -449,40 +466,37 @@ impl ModConfig {
                     "MDCACertificateFile" => &mut env.ca_certs,
                     _ => &mut env.proxy_ca_certs,
                 };
-                *slot = Some(value);
+                *slot = value;
             }
-            "MDRequireHttps" => target.require_https = Some(RequireHttps::parse(v).map_err(err)?),
+            "MDRequireHttps" => target.require_https = Some(RequireHttps::parse(v)?),
             "MDNotifyCmd" | "MDMessageCmd" => {
                 let ArgValue::Raw(raw) = &args else {
                     unreachable!("command lines are raw")
                 };
-                let raw = raw.trim();
-                if raw.is_empty() {
-                    return Err(format!("{name} needs a command"));
-                }
-                let slot = if dir.canonical == "MDNotifyCmd" {
-                    &mut self.global.notify_cmd
+                let cmd = Some(raw.trim().to_string()).filter(|r| !r.is_empty());
+                if dir.canonical == "MDNotifyCmd" {
+                    self.global.notify_cmd = cmd;
                 } else {
-                    &mut self.global.message_cmd
-                };
-                *slot = Some(raw.to_string());
+                    self.global.message_cmd = cmd;
+                }
             }
-            "MDServerStatus" => self.global.server_status = Some(parse_on_off(v).map_err(err)?),
-            "MDCertificateStatus" => {
-                self.global.certificate_status = Some(parse_on_off(v).map_err(err)?)
-            }
+            "MDServerStatus" => self.global.server_status = Some(parse_on_off(v)?),
+            "MDCertificateStatus" => self.global.certificate_status = Some(parse_on_off(v)?),
             "MDCertificateCheck" => {
                 self.global.certificate_check = Some((words[0].clone(), words[1].clone()))
             }
-            "MDStapling" => target.stapling = Some(parse_on_off(v).map_err(err)?),
-            "MDStapleOthers" => target.staple_others = Some(parse_on_off(v).map_err(err)?),
+            "MDStapling" => target.stapling = Some(parse_on_off(v)?),
+            "MDStapleOthers" => target.staple_others = Some(parse_on_off(v)?),
             "MDStaplingKeepResponse" => {
-                self.global.stapling_keep_response =
-                    Some(Timeslice::parse(v, Unit::Days).map_err(err)?)
+                // A percentage of 7 days here, so 100% and more are fine (as in the C module).
+                let keep = match v.trim().strip_suffix('%').map(|p| p.trim().parse::<u32>()) {
+                    Some(Ok(p)) => Timeslice::Percent(p),
+                    _ => parse_window(name, v, "a length")?,
+                };
+                self.global.stapling_keep_response = Some(keep)
             }
             "MDStaplingRenewWindow" => {
-                self.global.stapling_renew_window =
-                    Some(Timeslice::parse(v, Unit::Days).map_err(err)?)
+                self.global.stapling_renew_window = Some(parse_window(name, v, "with a length")?)
             }
             "MDStoreDir" => self.global.store_dir = Some(ctx.resolve(v)),
             other => unreachable!("directive {other} has no handler"),
@@ -493,6 +507,11 @@ impl ModConfig {
     /// Define an MD from `names [auto|manual]`; returns its index.
     fn define_md(&mut self, words: &[String], ctx: &Context) -> Result<usize, String> {
         let mut names = words.to_vec();
+        if let [only] = names.as_slice() {
+            if only.eq_ignore_ascii_case("auto") || only.eq_ignore_ascii_case("manual") {
+                return Err("needs at least one domain name".into());
+            }
+        }
         let mut md = MdDefinition {
             origin: ctx.origin.clone(),
             server_key: ctx.server_key,
@@ -515,6 +534,26 @@ impl ModConfig {
         self.mds.push(md);
         Ok(self.mds.len() - 1)
     }
+}
+
+/// A renew/warn/stapling window (`N%` below 100, or a duration in days), with the C module's
+/// messages. A negative duration is accepted as zero, as the C module accepts it.
+fn parse_window(name: &str, v: &str, length: &str) -> Result<Timeslice, String> {
+    let pct = v.trim().strip_suffix('%').map(|p| p.trim().parse::<u32>());
+    if let Some(Ok(p)) = pct {
+        if p >= 100 {
+            return Err(format!("{name} {length} of 100% or more is not allowed."));
+        }
+    }
+    let v = v.trim();
+    let unsigned = v.strip_prefix('-').unwrap_or(v);
+    let parsed = if v.starts_with('-') {
+        crate::time::parse_duration(unsigned, Unit::Days)
+            .map(|_| Timeslice::Duration(Duration::ZERO))
+    } else {
+        Timeslice::parse(v, Unit::Days)
+    };
+    parsed.map_err(|_| format!("{name} has unrecognized format"))
 }
 
 /// A DNS name (optionally a `*.` wildcard) as the C module accepts in MDomain.

@@ -31,7 +31,9 @@ pub fn parse_on_off(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "on" => Ok(true),
         "off" => Ok(false),
-        _ => Err(format!("'{s}': expected 'on' or 'off'")),
+        _ => Err(format!(
+            "unknown '{s}', supported parameter values are 'on' and 'off'"
+        )),
     }
 }
 
@@ -56,9 +58,20 @@ pub fn parse_ca(s: &str) -> Result<String, String> {
     }
     let names: Vec<&str> = KNOWN_CAS.iter().map(|(n, _)| *n).collect();
     Err(format!(
-        "unknown CA name '{s}': use an absolute URL or one of the known names: {}",
-        names.join(", ")
+        "The CA name '{s}' is not known and it is not a URL either (missing uri scheme). \
+         Known CA names are: {}.",
+        names.join(" ")
     ))
+}
+
+/// MDHttpProxy: an absolute http or https URL.
+pub fn parse_proxy_url(s: &str) -> Result<String, String> {
+    match s.split_once("://") {
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") => Ok(s.to_string()),
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => Ok(s.to_string()),
+        Some(_) => Err("uri scheme must be http or https".into()),
+        None => Err("missing uri scheme".into()),
+    }
 }
 
 /// How certificates are renewed (MDRenewMode, legacy MDDriveMode).
@@ -79,9 +92,7 @@ impl RenewMode {
             "auto" | "automatic" => Ok(RenewMode::Auto),
             "always" => Ok(RenewMode::Always),
             "manual" | "stick" => Ok(RenewMode::Manual),
-            _ => Err(format!(
-                "unknown MDDriveMode '{s}': supported are 'auto', 'always' and 'manual'"
-            )),
+            _ => Err(format!("unknown MDDriveMode {s}")),
         }
     }
 }
@@ -105,8 +116,7 @@ impl RequireHttps {
             "temporary" => Ok(RequireHttps::Temporary),
             "permanent" => Ok(RequireHttps::Permanent),
             _ => Err(format!(
-                "unknown value '{s}', supported parameter values are 'temporary', \
-                 'permanent' and 'off'"
+                "unknown '{s}', supported parameter values are 'temporary' and 'permanent'"
             )),
         }
     }
@@ -136,7 +146,7 @@ impl MatchNames {
         match s.to_ascii_lowercase().as_str() {
             "all" => Ok(MatchNames::All),
             "servernames" => Ok(MatchNames::ServerNames),
-            _ => Err(format!("'{s}': expected 'all' or 'servernames'")),
+            _ => Err("invalid argument, must be a 'all' or 'servernames'".into()),
         }
     }
 }
@@ -162,26 +172,20 @@ impl Default for PortMap {
 impl PortMap {
     /// Apply one mapping `80:<port>`, `443:<port>`, `http:<port>`, `https:<port>` (`-` = none).
     pub fn apply(&mut self, mapping: &str) -> Result<(), String> {
-        let (public, local) = mapping
-            .split_once(':')
-            .ok_or_else(|| format!("'{mapping}': expected a mapping like http:8080"))?;
-        let local = if local == "-" {
+        let (public, local) = mapping.split_once(':').unwrap_or((mapping, ""));
+        let slot = match public.to_ascii_lowercase().as_str() {
+            "80" | "http" if mapping.contains(':') => &mut self.http,
+            "443" | "https" if mapping.contains(':') => &mut self.https,
+            _ => return Err("no ':' after first port number".into()),
+        };
+        *slot = if local == "-" {
             None
         } else {
             match local.parse::<u32>() {
                 Ok(p) if p > 0 && p <= 65535 => Some(p as u16),
-                _ => return Err(format!("'{mapping}': invalid port number '{local}'")),
+                _ => return Err("invalid number for port map, must be in ]0,65535]".into()),
             }
         };
-        match public.to_ascii_lowercase().as_str() {
-            "80" | "http" => self.http = local,
-            "443" | "https" => self.https = local,
-            _ => {
-                return Err(format!(
-                    "'{mapping}': only ports 80 (http) and 443 (https) can be mapped"
-                ))
-            }
-        }
         Ok(())
     }
 }
@@ -203,17 +207,29 @@ pub enum Eab {
 impl Eab {
     /// Parse the JSON file form `{"kid": "...", "hmac": "..."}`.
     pub fn from_json(path: &str, text: &str) -> Result<Eab, String> {
-        let v: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| format!("error reading JSON file '{path}': {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|_| format!("error reading JSON file {path}"))?;
         let get = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
         match (get("kid"), get("hmac")) {
             (Some(kid), Some(hmac)) => Ok(Eab::Key { kid, hmac }),
-            (None, _) => Err(format!("JSON file '{path}' does not contain a 'kid' value")),
+            (None, _) => Err(format!(
+                "JSON does not contain 'kid' element in file {path}"
+            )),
             (_, None) => Err(format!(
-                "JSON file '{path}' does not contain a 'hmac' value"
+                "JSON does not contain 'hmac' element in file {path}"
             )),
         }
     }
+}
+
+/// The leading decimal digits of `s` as a number, like C's `atoi` reads them (`1x` is 1).
+pub fn leading_number(s: &str) -> Option<u32> {
+    let digits: String = s
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// MDStoreLocks: off, or on with a maximum wait.
@@ -222,16 +238,27 @@ pub fn parse_store_locks(s: &str) -> Result<Option<std::time::Duration>, String>
     match s.to_ascii_lowercase().as_str() {
         "on" => Ok(Some(DEFAULT_WAIT)),
         "off" => Ok(None),
+        // A negative wait is accepted by the C module; it means no waiting: off.
+        _ if s.starts_with('-')
+            && crate::time::parse_duration(&s[1..], crate::time::Unit::Seconds).is_ok() =>
+        {
+            Ok(None)
+        }
         _ => {
             let d = crate::time::parse_duration(s, crate::time::Unit::Seconds)
-                .map_err(|e| format!("expected 'on', 'off' or a duration: {e}"))?;
+                .map_err(|_| "neither 'on', 'off' or a duration specified".to_string())?;
             Ok(if d.is_zero() { None } else { Some(d) })
         }
     }
 }
 
-/// MDPrivateKeys arguments: `Default` alone, or RSA/curve specs without duplicates.
+/// MDPrivateKeys arguments: `Default` alone, or RSA/curve specs without duplicates. As in the
+/// C module, a word that is neither `Default`, an RSA spec nor the bits after `RSA` names a
+/// curve (an unsupported curve fails when a key is made).
 pub fn parse_private_keys(args: &[String]) -> Result<Vec<KeySpec>, String> {
+    if args.is_empty() {
+        return Err("needs to specify the private key type".into());
+    }
     let mut specs: Vec<KeySpec> = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -239,13 +266,13 @@ pub fn parse_private_keys(args: &[String]) -> Result<Vec<KeySpec>, String> {
         let lower = arg.to_ascii_lowercase();
         let spec = if lower == "default" {
             if args.len() > 1 {
-                return Err("'Default' allows no other key specification".into());
+                return Err("'Default' allows no other parameter".into());
             }
             KeySpec::Default
         } else if let Some(rest) = lower.strip_prefix("rsa") {
             let bits = if !rest.is_empty() {
-                rest.parse::<u32>()
-                    .map_err(|_| format!("'{arg}': not an RSA key size"))?
+                // `rsa2048x` is read as 2048, as the C module's atoi does.
+                leading_number(rest).ok_or_else(|| format!("'{arg}': not an RSA key size"))?
             } else if let Some(n) = args.get(i + 1).and_then(|n| n.parse::<u32>().ok()) {
                 i += 1;
                 n
@@ -254,28 +281,23 @@ pub fn parse_private_keys(args: &[String]) -> Result<Vec<KeySpec>, String> {
             };
             if bits < RSA_MIN_BITS {
                 return Err(format!(
-                    "must be {RSA_MIN_BITS} or higher in order to be considered safe, got {bits}"
+                    "must be {RSA_MIN_BITS} or higher in order to be considered safe."
                 ));
             }
             KeySpec::Rsa { bits }
-        } else if lower.chars().all(|c| c.is_ascii_digit()) {
-            return Err(format!("'{arg}': a key size needs 'RSA' before it"));
         } else {
             KeySpec::Ec { curve: arg.clone() }
         };
-        if specs.iter().any(|s| s.is_rsa() && spec.is_rsa()) {
-            return Err("only one RSA key specification is allowed".into());
-        }
-        if let KeySpec::Ec { curve } = &spec {
-            if specs.iter().any(|s| s.name().eq_ignore_ascii_case(curve)) {
-                return Err(format!("curve '{curve}' is specified more than once"));
-            }
+        let dup = specs.iter().any(|s| {
+            (s.is_rsa() && spec.is_rsa())
+                || (!s.is_rsa() && s.name().eq_ignore_ascii_case(spec.name()))
+        });
+        if dup {
+            let kind = if spec.is_rsa() { "RSA" } else { arg.as_str() };
+            return Err(format!("two keys of type '{kind}' are not possible."));
         }
         specs.push(spec);
         i += 1;
-    }
-    if specs.is_empty() {
-        return Err("needs at least one key specification".into());
     }
     Ok(specs)
 }
@@ -387,7 +409,10 @@ mod tests {
         );
         assert!(m.apply("http:0").is_err());
         assert!(m.apply("http:65536").is_err());
-        assert!(m.apply("ftp:21").is_err());
+        assert_eq!(
+            m.apply("ftp:21").unwrap_err(),
+            "no ':' after first port number"
+        );
         assert!(m.apply("8080").is_err());
     }
 
@@ -410,11 +435,32 @@ mod tests {
                 KeySpec::Rsa { bits: 4096 }
             ]
         );
-        assert!(parse_private_keys(&v(&["RSA", "1024"])).is_err());
-        assert!(parse_private_keys(&v(&["Default", "P-256"])).is_err());
-        assert!(parse_private_keys(&v(&["rsa2048", "RSA"])).is_err());
-        assert!(parse_private_keys(&v(&["P-256", "p-256"])).is_err());
-        assert!(parse_private_keys(&v(&[])).is_err());
+        let e = |a: &[&str]| parse_private_keys(&v(a)).unwrap_err();
+        assert_eq!(
+            e(&["RSA", "1024"]),
+            "must be 2048 or higher in order to be considered safe."
+        );
+        assert_eq!(
+            e(&["Default", "P-256"]),
+            "'Default' allows no other parameter"
+        );
+        assert_eq!(
+            e(&["rsa2048", "RSA"]),
+            "two keys of type 'RSA' are not possible."
+        );
+        assert_eq!(
+            e(&["P-256", "p-256"]),
+            "two keys of type 'p-256' are not possible."
+        );
+        assert_eq!(e(&[]), "needs to specify the private key type");
+        // The C module reads a second number as a (then unsupported) curve name.
+        let k = parse_private_keys(&v(&["RSA", "2048", "4096"])).unwrap();
+        assert_eq!(
+            k[1],
+            KeySpec::Ec {
+                curve: "4096".into()
+            }
+        );
     }
 
     #[test]
@@ -430,6 +476,9 @@ mod tests {
             Ok(Some(std::time::Duration::from_secs(10)))
         );
         assert!(parse_store_locks("maybe").is_err());
+        assert_eq!(parse_store_locks("-1"), Ok(None));
+        assert_eq!(leading_number("1x"), Some(1));
+        assert_eq!(leading_number("x1"), None);
     }
 
     #[test]

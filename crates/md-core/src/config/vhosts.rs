@@ -24,6 +24,17 @@ pub struct VHost {
     pub acme_tls_1: bool,
     /// Where the vhost was defined (for messages).
     pub origin: Origin,
+    /// The port of its ServerName (0 when none was given), as httpd keeps it.
+    pub port: u16,
+}
+
+/// The C module's AH10238 text: an SSL vhost that two or more MDs match (logged when mod_ssl
+/// asks for the vhost's certificate, which it then does not get).
+pub fn ssl_conflict_message(count: usize, vhost_name: &str) -> String {
+    format!(
+        "AH10238: conflict: {count} MDs match Virtualhost {vhost_name} which uses SSL, however \
+         there can be at most 1."
+    )
 }
 
 /// One finding of the checks.
@@ -127,26 +138,21 @@ impl Linked {
 
 /// Check MD definitions against each other before the vhosts are known to be SSL or not
 /// (post_config before mod_ssl): overlaps and static file counts.
-pub fn check_definitions(mc: &ModConfig, base_name: &str) -> Vec<Diagnostic> {
+pub fn check_definitions(mc: &ModConfig) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     if mc.global.match_names != Some(MatchNames::ServerNames) {
         for (i, a) in mc.mds.iter().enumerate() {
             for b in &mc.mds[i + 1..] {
                 if let Some(name) = overlap(&a.domains, &b.domains) {
+                    // The C module's text; it prints "unknown(line 0)" where we know better.
                     out.push(Diagnostic::new(
                         Level::Err,
                         "AH10038",
                         true,
                         format!(
-                            "Server {base_name}: Managed Domains '{}' and '{}' have overlap in \
-                             '{name}' (defined at {}:{} and {}:{}). A domain name may only \
-                             appear in one MDomain.",
-                            a.name(),
-                            b.name(),
-                            a.origin.file,
-                            a.origin.line,
-                            b.origin.file,
-                            b.origin.line
+                            "two Managed Domains have an overlap in domain '{name}', first \
+                             definition in {}(line {}), second in {}(line {})",
+                            a.origin.file, a.origin.line, b.origin.file, b.origin.line
                         ),
                     ));
                 }
@@ -154,27 +160,52 @@ pub fn check_definitions(mc: &ModConfig, base_name: &str) -> Vec<Diagnostic> {
         }
     }
     for md in &mc.mds {
-        if md.cert_files.len() != md.key_files.len() {
-            let (ah, what) = if md.cert_files.len() > md.key_files.len() {
-                ("AH10170", "MDCertificateKeyFile")
-            } else {
-                ("AH10171", "MDCertificateFile")
-            };
-            out.push(Diagnostic::new(
-                Level::Err,
-                ah,
-                true,
+        let (certs, keys) = (md.cert_files.len(), md.key_files.len());
+        let finding = if certs == 0 && keys > 0 {
+            Some((
+                "AH10171",
                 format!(
-                    "MDomain {}: {} MDCertificateFile and {} MDCertificateKeyFile given; \
-                     each certificate needs exactly one key: a {what} is missing.",
-                    md.name(),
-                    md.cert_files.len(),
-                    md.key_files.len()
+                    "The Managed Domain '{}' has MDCertificateKeyFile(s) but no \
+                     MDCertificateFile.",
+                    md.name()
                 ),
-            ));
+            ))
+        } else if certs != keys {
+            Some((
+                "AH10170",
+                format!(
+                    "The Managed Domain '{}' needs one MDCertificateKeyFile for each \
+                     MDCertificateFile.",
+                    md.name()
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((ah, msg)) = finding {
+            out.push(Diagnostic::new(Level::Err, ah, true, msg));
         }
     }
     out
+}
+
+/// Checks of the resolved MDs at startup: only the ACME protocol exists (the C module fails
+/// the store sync, AH10172, for anything else).
+pub fn check_resolved(mds: &[ManagedDomain]) -> Vec<Diagnostic> {
+    mds.iter()
+        .filter(|md| !md.ca_proto.eq_ignore_ascii_case("ACME"))
+        .map(|md| {
+            Diagnostic::new(
+                Level::Err,
+                "AH10172",
+                true,
+                format!(
+                    "md[{}]: error syncing to store: [{}] uses unknown CA protocol '{}'",
+                    md.name, md.name, md.ca_proto
+                ),
+            )
+        })
+        .collect()
 }
 
 /// Assign MDs to vhosts by name (post_config before mod_ssl, so that the certificate hooks
@@ -228,15 +259,15 @@ pub fn check(mds: &mut [ManagedDomain], vhosts: &[VHost], vhost_mds: Vec<Vec<usi
                 "AH10042",
                 true,
                 format!(
-                    "conflict: MDs {} and {} are both matched by the SSL VirtualHost {} \
-                     (defined at {}:{}); an SSL VirtualHost can only have one certificate",
-                    mds[hits[0]].name,
-                    mds[hits[1]].name,
-                    v.server_name,
-                    v.origin.file,
-                    v.origin.line
+                    "conflict: {} MDs match to SSL VirtualHost {}, there can at most be one.",
+                    hits.len(),
+                    v.server_name
                 ),
             ));
+            // Still counted as used: the conflict is the finding, not "no vhost".
+            for &mi in &hits {
+                linked.md_vhosts[mi].push(vi);
+            }
             continue;
         }
         for &mi in &hits {
@@ -291,7 +322,7 @@ fn add_vhost_names(md: &mut ManagedDomain, v: &VHost, diagnostics: &mut Vec<Diag
                     "Virtual Host {}:{} matches Managed Domain '{}', but the name/alias {n} \
                      itself is not managed. A requested MD certificate will not match \
                      ServerName.",
-                    v.server_name, v.origin.line, md.name
+                    v.server_name, v.port, md.name
                 ),
             ));
         }
@@ -384,7 +415,7 @@ mod tests {
     #[test]
     fn overlap_is_fatal_unless_servernames() {
         let c = mc_with(&["MDomain a.org www.a.org", "MDomain b.org www.a.org"]);
-        let d = check_definitions(&c.0, "localhost");
+        let d = check_definitions(&c.0);
         assert_eq!(d.len(), 1);
         assert!(d[0].fatal && d[0].ah == "AH10038", "{d:?}");
         assert!(d[0].message.contains("www.a.org"));
@@ -393,9 +424,9 @@ mod tests {
             "MDomain a.org",
             "MDomain *.a.org",
         ]);
-        assert!(check_definitions(&c.0, "x").is_empty());
+        assert!(check_definitions(&c.0).is_empty());
         let c = mc_with(&["MDomain x.a.org", "MDomain *.a.org"]);
-        assert_eq!(check_definitions(&c.0, "x").len(), 1);
+        assert_eq!(check_definitions(&c.0).len(), 1);
     }
 
     #[test]
@@ -473,9 +504,18 @@ mod tests {
         let (mut mc, _) = mc_with(&["MDomain a.org"]);
         mc.mds[0].cert_files = vec!["c1".into(), "c2".into()];
         mc.mds[0].key_files = vec!["k1".into()];
-        let d = check_definitions(&mc, "x");
+        let d = check_definitions(&mc);
         assert_eq!(d[0].ah, "AH10170");
+        assert!(d[0]
+            .message
+            .contains("needs one MDCertificateKeyFile for each"));
         mc.mds[0].key_files = vec!["k1".into(), "k2".into(), "k3".into()];
-        assert_eq!(check_definitions(&mc, "x")[0].ah, "AH10171");
+        assert_eq!(check_definitions(&mc)[0].ah, "AH10170");
+        mc.mds[0].cert_files.clear();
+        let d = check_definitions(&mc);
+        assert_eq!(d[0].ah, "AH10171");
+        assert!(d[0]
+            .message
+            .ends_with("has MDCertificateKeyFile(s) but no MDCertificateFile."));
     }
 }
