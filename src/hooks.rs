@@ -296,7 +296,8 @@ pub unsafe extern "C" fn md_rs_add_fallback_cert_files(
         let Some(md) = state.md_of_server(s as usize) else {
             return DECLINED;
         };
-        match md_core::serve::fallback_files(md, &state.store_dir) {
+        let md = md.clone();
+        match md_core::serve::fallback_files(&md, &state.store_dir, &mut state.fallback_keys) {
             Ok(files) => {
                 for (cert, key) in &files {
                     // SAFETY: the arrays belong to mod_ssl's call and p outlives them.

@@ -21,6 +21,8 @@ pub struct ModState {
     pub server_mds: HashMap<usize, Vec<usize>>,
     /// The store directory (MDStoreDir, default `<ServerRoot>/md`).
     pub store_dir: PathBuf,
+    /// Keys for fallback certificates made in this generation (one per key type).
+    pub fallback_keys: md_core::serve::FallbackKeys,
 }
 
 impl ModState {

@@ -79,18 +79,39 @@ pub fn tls_alpn01_pems(
     Ok(None)
 }
 
-/// Fallback certificate and key files for `md` (SPEC 4.2), one pair per key spec in
-/// `domains/<md>/fallback-{pubcert,privkey}[.spec].pem`, created when missing and reused
-/// otherwise (also when old, as the C module does: they only make mod_ssl answer 503).
+/// Keys for fallback certificates, one per key type, shared by all MDs of a config pass.
 ///
-/// Unlike the C module, which makes a key of each spec's type (an RSA key per MD slowed its
-/// start by 16 s for 50 MDs), fallback keys are EC P-256: a fallback never serves a real
-/// handshake beyond the 503, so only generation speed matters.
+/// Fallbacks only make mod_ssl answer 503, so one throw-away key per type is enough; what
+/// matters is that each fallback has the key type of its key spec, so that a tls-alpn-01
+/// challenge certificate of that type replaces it in the handshake (mod_ssl adds the
+/// challenge certificate to the connection by key type). Sharing the key is what keeps the
+/// start fast: the C module makes a new RSA key per MD (16 s for 50 MDs here).
+#[derive(Default)]
+pub struct FallbackKeys(std::collections::HashMap<crate::crypt::KeyType, crate::crypt::PrivateKey>);
+
+impl FallbackKeys {
+    fn key_for(&mut self, spec: &crate::md::KeySpec) -> Result<crate::crypt::PrivateKey, String> {
+        use crate::crypt::{EcCurve, KeyType, PrivateKey};
+        // An unsupported curve fails later, at renewal; its fallback is P-256.
+        let kt = KeyType::from_spec(spec).unwrap_or(KeyType::Ec(EcCurve::P256));
+        if let Some(k) = self.0.get(&kt) {
+            return Ok(k.clone());
+        }
+        let key = PrivateKey::generate(kt).map_err(|e| format!("fallback key {kt:?}: {e}"))?;
+        self.0.insert(kt, key.clone());
+        Ok(key)
+    }
+}
+
+/// Fallback certificate and key files for `md` (SPEC 4.2), one pair per key spec in
+/// `domains/<md>/fallback-{pubcert,privkey}[.spec].pem`, created when missing (or not
+/// matching each other) and reused otherwise, also when old, as the C module does.
 pub fn fallback_files(
     md: &ManagedDomain,
     store_dir: &Path,
+    keys: &mut FallbackKeys,
 ) -> Result<Vec<(String, String)>, String> {
-    use crate::crypt::{make_fallback_cert, Certificate, EcCurve, KeyType, PrivateKey};
+    use crate::crypt::{make_fallback_cert, Certificate, PrivateKey};
     use std::os::unix::fs::DirBuilderExt;
 
     let dir = store_dir.join("domains").join(&md.name);
@@ -113,7 +134,7 @@ pub fn fallback_files(
         };
         if !usable {
             let err = |e: crate::crypt::CryptError| format!("fallback for {}: {e}", md.name);
-            let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).map_err(err)?;
+            let key = keys.key_for(spec)?;
             let cert = make_fallback_cert(&md.domains, &key).map_err(err)?;
             // Key first: a crash in between leaves a mismatch, which the check above repairs.
             write_private(&key_path, &key.to_pem().map_err(err)?)?;
@@ -343,14 +364,24 @@ mod tests {
     fn fallback_files_created_once_and_repaired() {
         let dir = tmpdir("fb");
         let list = mds(&["MDPrivateKeys rsa2048 secp384r1", "MDomain a.org www.a.org"]);
-        let files = fallback_files(&list[0], &dir).unwrap();
+        let mut keys = FallbackKeys::default();
+        let files = fallback_files(&list[0], &dir, &mut keys).unwrap();
         assert_eq!(files.len(), 2);
+        let key_of = |f: &str| {
+            let pem = std::fs::read(f).unwrap();
+            crate::crypt::PrivateKey::from_pem(&pem, None)
+                .unwrap()
+                .key_type()
+                .unwrap()
+        };
+        assert_eq!(key_of(&files[0].1), crate::crypt::KeyType::Rsa(2048));
+        assert!(matches!(key_of(&files[1].1), crate::crypt::KeyType::Ec(_)));
         assert!(files[0].0.ends_with("domains/a.org/fallback-pubcert.pem"));
         assert!(files[1]
             .1
             .ends_with("domains/a.org/fallback-privkey.secp384r1.pem"));
         let cert1 = std::fs::read(&files[0].0).unwrap();
-        let again = fallback_files(&list[0], &dir).unwrap();
+        let again = fallback_files(&list[0], &dir, &mut keys).unwrap();
         assert_eq!(again, files);
         assert_eq!(
             std::fs::read(&files[0].0).unwrap(),
@@ -362,7 +393,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         // A key that does not match its certificate is replaced.
         std::fs::copy(&files[1].1, &files[0].1).unwrap();
-        fallback_files(&list[0], &dir).unwrap();
+        fallback_files(&list[0], &dir, &mut keys).unwrap();
         assert_ne!(std::fs::read(&files[0].0).unwrap(), cert1);
         std::fs::remove_dir_all(dir).unwrap();
     }
