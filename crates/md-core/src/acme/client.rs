@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::jws::{self, KeyRef};
 use super::{Directory, DirectoryError, Problem, RequestError};
 use crate::crypt::PrivateKey;
-use crate::http::{HttpClient, HttpRequest, HttpResponse};
+use crate::http::{HttpClient, HttpError, HttpRequest, HttpResponse};
 
 /// How often a request rejected with `badNonce` is resent (SPEC 5.3: 9 since mod_md 2.6.11).
 pub const DEFAULT_BAD_NONCE_RETRIES: u32 = 9;
@@ -130,12 +130,22 @@ impl AcmeClient {
             requests: AtomicU64::new(0),
             options: ClientOptions::default(),
         };
-        let resp =
-            c.send(&HttpRequest::get(url))
-                .map_err(|source| DirectoryError::Unreachable {
-                    url: url.to_string(),
-                    source,
-                })?;
+        let resp = c
+            .send(&HttpRequest::get(url))
+            .map_err(|source| match source {
+                HttpError::Connect { .. } | HttpError::Timeout { .. } | HttpError::Setup(_) => {
+                    DirectoryError::Unreachable {
+                        url: url.to_string(),
+                        source,
+                    }
+                }
+                HttpError::TooLarge { .. } | HttpError::Body { .. } => {
+                    DirectoryError::BadResponse {
+                        url: url.to_string(),
+                        source,
+                    }
+                }
+            })?;
         let retry_after = retry_after_of(&resp);
         match resp.status {
             200..=299 => {}
@@ -182,7 +192,7 @@ impl AcmeClient {
 
     /// Send one request and keep any `Replay-Nonce` (RFC 8555 §6.5: every response may carry
     /// one, and using them saves a newNonce round trip).
-    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, crate::http::HttpError> {
+    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let resp = self.http.execute(req)?;
         if let Some(n) = resp.header("Replay-Nonce") {

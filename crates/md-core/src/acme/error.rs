@@ -168,6 +168,14 @@ pub enum DirectoryError {
         /// The transport failure.
         source: HttpError,
     },
+    /// The CA answered, but the response could not be read (oversized, cut off).
+    #[error("ACME server at {url} sent an unusable response: {source}")]
+    BadResponse {
+        /// Directory URL.
+        url: String,
+        /// The transport failure.
+        source: HttpError,
+    },
     /// 503 from the CA.
     #[error("ACME server at {url}: Service is Unavailable (503)")]
     Unavailable {
@@ -207,7 +215,8 @@ impl DirectoryError {
     /// Trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            DirectoryError::Unreachable { source, .. } => source.is_retryable(),
+            DirectoryError::Unreachable { source, .. }
+            | DirectoryError::BadResponse { source, .. } => source.is_retryable(),
             DirectoryError::Unavailable { .. } => true,
             DirectoryError::Status { status, .. } => *status >= 500 || *status == 429,
             DirectoryError::AcmeV1 { .. } | DirectoryError::Unknown { .. } => false,
