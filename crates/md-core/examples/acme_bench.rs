@@ -63,12 +63,15 @@ fn main() {
             let (client, acct, responder) = (&client, &acct, &responder);
             s.spawn(move || {
                 for i in 0..per_thread {
-                    let dom: Vec<String> =
-                        (0..names).map(|n| format!("n{n}.c{i}.t{t}.bench.test")).collect();
+                    let dom: Vec<String> = (0..names)
+                        .map(|n| format!("n{n}.c{i}.t{t}.bench.test"))
+                        .collect();
                     let key = PrivateKey::generate(kt).unwrap();
                     let mut req = CertificateRequest::new(dom);
                     req.challenges = vec![ChallengeType::Http01];
-                    client.obtain_certificate(acct, &key, &req, responder).expect("certificate");
+                    client
+                        .obtain_certificate(acct, &key, &req, responder)
+                        .expect("certificate");
                 }
             });
         }
@@ -85,8 +88,14 @@ fn main() {
         "certificates: {issued} ({names} name(s) each, key {kt:?}, {threads} thread(s)) in {:.2} s",
         elapsed.as_secs_f64()
     );
-    println!("certificates/second: {:.2}", issued as f64 / elapsed.as_secs_f64());
-    println!("ms/certificate: {:.0}", elapsed.as_secs_f64() * 1000.0 / issued as f64);
+    println!(
+        "certificates/second: {:.2}",
+        issued as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "ms/certificate: {:.0}",
+        elapsed.as_secs_f64() * 1000.0 / issued as f64
+    );
     println!(
         "ACME requests/certificate: {:.2} (plus {setup_requests} once per account)",
         reqs as f64 / issued as f64
