@@ -588,3 +588,56 @@ mod common_cert {
         Certificate::from_x509(b.build())
     }
 }
+
+/// Accepts one connection, records the request head, answers 200 with `body`.
+fn recording_server(body: &'static str) -> (u16, std::thread::JoinHandle<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = vec![0u8; 8192];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        let r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = s.write_all(r.as_bytes());
+        head
+    });
+    (port, t)
+}
+
+#[test]
+fn user_agent_and_proxy_are_applied() {
+    let (port, t) = recording_server("ok");
+    let http = md_core::http::LazyHttpClient::new(HttpConfig::default());
+    assert!(!http.is_built(), "nothing is built before first use");
+    let r = http
+        .execute(&HttpRequest::get(&format!("http://127.0.0.1:{port}/x")))
+        .unwrap();
+    assert!(http.is_built());
+    assert_eq!(r.body, b"ok");
+    let head = t.join().unwrap().to_ascii_lowercase();
+    assert!(
+        head.contains(&format!("user-agent: mod_md-rs/{}", md_core::VERSION)),
+        "{head}"
+    );
+
+    // Through a proxy: the request goes to the proxy in absolute form.
+    let (port, t) = recording_server("via proxy");
+    let cfg = HttpConfig {
+        proxy_url: Some(format!("http://127.0.0.1:{port}")),
+        ..Default::default()
+    };
+    let r = ReqwestClient::new(&cfg)
+        .unwrap()
+        .execute(&HttpRequest::get("http://ca.invalid/dir"))
+        .unwrap();
+    assert_eq!(r.body, b"via proxy");
+    let head = t.join().unwrap();
+    assert!(
+        head.starts_with("GET http://ca.invalid/dir HTTP/1.1"),
+        "{head}"
+    );
+}

@@ -70,6 +70,25 @@ fn check_issued(p: &Pebble, issued: &IssuedCertificate, names: &[&str], key: &Pr
     );
     assert!(leaf.not_after() > leaf.not_before());
     assert!(leaf.ari_cert_id().is_some());
+    let fp = leaf.sha256_fingerprint().unwrap();
+    assert!(
+        fp.len() == 64 && fp.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')),
+        "{fp}"
+    );
+    let serial = leaf.serial_hex();
+    assert!(
+        !serial.is_empty()
+            && serial
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+    );
+    let issuer = issued.chain.certs[1].subject_name();
+    assert_eq!(leaf.issuer_name(), issuer);
+    assert!(
+        leaf.issuer_cn().unwrap().contains("Pebble"),
+        "{}",
+        leaf.issuer_name()
+    );
     assert_eq!(issued.order.status, "valid");
 }
 

@@ -17,6 +17,9 @@ use crate::http::{HttpClient, HttpError, HttpRequest, HttpResponse};
 /// How often a request rejected with `badNonce` is resent (SPEC 5.3: 9 since mod_md 2.6.11).
 pub const DEFAULT_BAD_NONCE_RETRIES: u32 = 9;
 
+/// Nonces kept for later requests (GETs also deliver them, and only POSTs use them).
+const MAX_POOLED_NONCES: usize = 8;
+
 /// Backoff while polling authorizations and orders (SPEC 5.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PollPolicy {
@@ -125,7 +128,7 @@ impl AcmeClient {
     pub fn connect(http: Arc<dyn HttpClient>, url: &str) -> Result<AcmeClient, DirectoryError> {
         let c = AcmeClient {
             http,
-            directory: Directory::parse(url, br#"{"newNonce":"","newAccount":"","newOrder":""}"#)?,
+            directory: Directory::unfetched(url),
             nonces: Mutex::new(Vec::new()),
             requests: AtomicU64::new(0),
             options: ClientOptions::default(),
@@ -198,10 +201,12 @@ impl AcmeClient {
         if let Some(n) = resp.header("Replay-Nonce") {
             let n = n.trim();
             if !n.is_empty() {
-                self.nonces
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(n.to_string());
+                let mut pool = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
+                // Unused nonces go stale at the CA; keep only the freshest few.
+                if pool.len() >= MAX_POOLED_NONCES {
+                    pool.remove(0);
+                }
+                pool.push(n.to_string());
             }
         }
         Ok(resp)

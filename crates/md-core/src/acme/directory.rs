@@ -34,6 +34,23 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// A directory with no resources yet, before the document has been fetched.
+    pub(crate) fn unfetched(url: &str) -> Directory {
+        Directory {
+            url: url.to_string(),
+            new_nonce: String::new(),
+            new_account: String::new(),
+            new_order: String::new(),
+            revoke_cert: None,
+            key_change: None,
+            renewal_info: None,
+            terms_of_service: None,
+            website: None,
+            external_account_required: false,
+            profiles: BTreeMap::new(),
+        }
+    }
+
     /// Interpret a directory document fetched from `url`.
     pub fn parse(url: &str, body: &[u8]) -> Result<Directory, DirectoryError> {
         let unknown = || DirectoryError::Unknown {
