@@ -398,3 +398,38 @@ fn unreachable_ca_names_the_url() {
     assert!(msg.contains(&url), "{msg}");
     assert!(e.is_retryable());
 }
+
+/// Accepts every setup but publishes nothing: the CA's validation must fail.
+struct SilentResponder;
+
+impl md_core::acme::ChallengeResponder for SilentResponder {
+    fn setup(&self, _: &md_core::acme::ChallengeSetup) -> Result<(), String> {
+        Ok(())
+    }
+    fn teardown(&self, _: &md_core::acme::ChallengeSetup) {}
+}
+
+#[test]
+fn unanswered_challenge_is_an_invalid_authorization() {
+    let p = Pebble::start();
+    let c = client(&p);
+    let acct = register(&c, KeyType::ACCOUNT_DEFAULT);
+    let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
+    let mut req = CertificateRequest::new(["silent.test"]);
+    req.challenges = vec![ChallengeType::Http01];
+    let e = c
+        .obtain_certificate(&acct, &key, &req, &SilentResponder)
+        .unwrap_err();
+    let OrderError::AuthorizationInvalid { domain, problem } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(domain, "silent.test");
+    let prob = problem.as_ref().expect("the challenge error");
+    assert!(!prob.problem_type.is_empty());
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("domain authorization for silent.test failed"),
+        "{msg}"
+    );
+    assert!(e.is_retryable() && !e.is_input_related(), "{e:?}");
+}
