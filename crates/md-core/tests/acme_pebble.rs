@@ -433,3 +433,28 @@ fn unanswered_challenge_is_an_invalid_authorization() {
     );
     assert!(e.is_retryable() && !e.is_input_related(), "{e:?}");
 }
+
+#[test]
+fn account_key_created_by_c_mod_md_loads_and_signs() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/c-mod_md-store");
+    let store: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("md_store.json")).unwrap()).unwrap();
+    let secret = md_core::crypt::b64url_decode(store["key"].as_str().unwrap()).unwrap();
+    assert_eq!(secret.len(), 48);
+    let acct_dir = dir.join("accounts/ACME-127.0.0.1-0000");
+    let pem = std::fs::read(acct_dir.join("account.pem")).unwrap();
+    let key = PrivateKey::from_pem(&pem, Some(&secret)).expect("C-encrypted account key");
+    assert_eq!(key.key_type().unwrap(), KeyType::Rsa(3072));
+    let stored: md_core::acme::Account =
+        serde_json::from_slice(&std::fs::read(acct_dir.join("account.json")).unwrap()).unwrap();
+    assert!(stored.is_valid());
+    assert!(stored.contact.iter().all(|c| c.starts_with("mailto:")));
+
+    // That pebble is gone: register the same key at a new one (RS256 signatures from the
+    // C-created key), then find it again by key alone.
+    let p = Pebble::start();
+    let c = client(&p);
+    let acct = c.register_account(&key, &new_account_opts()).unwrap();
+    assert_eq!(c.find_account(&key).unwrap().unwrap().url, acct.url);
+}
