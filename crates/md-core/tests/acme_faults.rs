@@ -641,3 +641,87 @@ fn user_agent_and_proxy_are_applied() {
         "{head}"
     );
 }
+
+fn jws_payload(req: &HttpRequest) -> serde_json::Value {
+    let jws: serde_json::Value = serde_json::from_slice(req.body.as_ref().unwrap()).unwrap();
+    let p = md_core::crypt::b64url_decode(jws["payload"].as_str().unwrap()).unwrap();
+    serde_json::from_slice(&p).unwrap()
+}
+
+#[test]
+fn new_order_payload_has_ip_identifiers_profile_and_replaces() {
+    let seen = Arc::new(Mutex::new(None));
+    let s2 = seen.clone();
+    let ca = FakeCa::new(move |req, _| {
+        if path_is(req, "/order") {
+            *s2.lock().unwrap() = Some(jws_payload(req));
+        }
+        None
+    });
+    let new = NewOrder {
+        identifiers: vec![
+            Identifier::from_name("a.test"),
+            Identifier::from_name("2001:db8::1"),
+        ],
+        profile: Some("shortlived".into()),
+        replaces: Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE".into()),
+    };
+    connect(&ca).new_order(&account(), &new).unwrap();
+    let p = seen.lock().unwrap().take().unwrap();
+    assert_eq!(
+        p,
+        json!({"identifiers":[{"type":"dns","value":"a.test"},{"type":"ip","value":"2001:db8::1"}],
+               "profile":"shortlived","replaces":"aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"})
+    );
+}
+
+#[test]
+fn der_certificate_follows_up_links() {
+    let leaf = common_cert::leaf_with_aki();
+    let issuer = common_cert::leaf_with_aki();
+    let (l, i) = (leaf.to_der().unwrap(), issuer.to_der().unwrap());
+    let ca = FakeCa::new(move |req, _| {
+        let der = |body: &[u8], up: &str| HttpResponse {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), "application/pkix-cert".into()),
+                (
+                    "Link".into(),
+                    format!("<{up}>;rel=\"up\", <{CA}/cert/1/alt>;rel=\"alternate\""),
+                ),
+            ],
+            body: body.to_vec(),
+        };
+        if path_is(req, "/cert/1") {
+            Some(Ok(der(&l, "/issuer/1")))
+        } else if path_is(req, "/issuer/1") {
+            // Points at itself: the loop must stop.
+            Some(Ok(der(&i, "/issuer/1")))
+        } else {
+            None
+        }
+    });
+    let c = connect(&ca);
+    let d = c
+        .download_certificate(&account(), &format!("{CA}/cert/1"))
+        .unwrap();
+    assert_eq!(d.chain.certs.len(), 2);
+    assert_eq!(d.alternates, vec![format!("{CA}/cert/1/alt")]);
+    assert_eq!(d.chain.leaf().to_der().unwrap(), leaf.to_der().unwrap());
+
+    // A lone DER certificate without issuer link is not a usable chain.
+    let only = common_cert::leaf_with_aki().to_der().unwrap();
+    let ca = FakeCa::new(move |req, _| {
+        path_is(req, "/cert/2").then(|| {
+            Ok(HttpResponse {
+                status: 200,
+                headers: vec![("Content-Type".into(), "application/pkix-cert".into())],
+                body: only.clone(),
+            })
+        })
+    });
+    let e = connect(&ca)
+        .download_certificate(&account(), &format!("{CA}/cert/2"))
+        .unwrap_err();
+    assert!(matches!(e, OrderError::BadCertificate { .. }), "{e:?}");
+}
