@@ -22,6 +22,16 @@ pub struct RenewalInfo {
     pub retry_after: Option<Duration>,
 }
 
+impl RenewalInfo {
+    /// The renewal time for a random `r` in [-0.5, 0.5): `start + (end - start) * r`, as mod_md
+    /// picks it (SPEC 5.8; it can fall before `start`). `r` is clamped to that range.
+    pub fn pick(&self, r: f64) -> DateTime<Utc> {
+        let r = r.clamp(-0.5, 0.5);
+        let span_ms = (self.end - self.start).num_milliseconds() as f64;
+        self.start + chrono::Duration::milliseconds((span_ms * r) as i64)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawWindow {
@@ -95,6 +105,9 @@ mod tests {
         .unwrap();
         assert_eq!((i.end - i.start).num_hours(), 24);
         assert_eq!(i.explanation_url.as_deref(), Some("https://ca/why"));
+        assert_eq!(i.pick(0.0), i.start);
+        assert_eq!((i.pick(-0.5) - i.start).num_hours(), -12);
+        assert_eq!((i.pick(0.25) - i.start).num_hours(), 6);
         assert!(
             parse_renewal_info("u", br#"{"suggestedWindow":{"start":"x","end":"y"}}"#).is_err()
         );
