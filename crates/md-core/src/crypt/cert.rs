@@ -94,7 +94,7 @@ impl Certificate {
         Ok(hex_lower(&self.x509.digest(MessageDigest::sha256())?))
     }
 
-    /// Serial number, upper-case hex.
+    /// Serial number, upper-case hex in whole bytes (OpenSSL BN_bn2hex form, as mod_md shows it).
     pub fn serial_hex(&self) -> String {
         self.x509
             .serial_number()
@@ -279,5 +279,72 @@ impl CertificateChain {
         }
         let top = self.certs.last().expect("chain is never empty");
         roots.iter().any(|r| top.is_issued_by(r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypt::{EcCurve, KeyType};
+    use openssl::bn::BigNum;
+    use openssl::x509::{X509Extension, X509NameBuilder};
+
+    fn self_signed_with_aia(key: &PrivateKey) -> Certificate {
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("C", "DE").unwrap();
+        name.append_entry_by_text("CN", "Test Issuer").unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        let serial = BigNum::from_hex_str("0abcdef1")
+            .unwrap()
+            .to_asn1_integer()
+            .unwrap();
+        b.set_serial_number(&serial).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(key.pkey()).unwrap();
+        let nb = Asn1Time::from_unix(1_700_000_000).unwrap();
+        let na = Asn1Time::from_unix(1_700_086_400).unwrap();
+        b.set_not_before(&nb).unwrap();
+        b.set_not_after(&na).unwrap();
+        // No typed builder exists for AIA; the config-string constructor is the only way.
+        #[allow(deprecated)]
+        let aia = X509Extension::new(
+            None,
+            None,
+            "authorityInfoAccess",
+            "caIssuers;URI:http://ca.test/issuer.der,OCSP;URI:http://ocsp.ca.test",
+        )
+        .unwrap();
+        b.append_extension(aia).unwrap();
+        b.sign(key.pkey(), MessageDigest::sha256()).unwrap();
+        Certificate::from_x509(b.build())
+    }
+
+    #[test]
+    fn certificate_facts() {
+        let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
+        let c = self_signed_with_aia(&key);
+        assert_eq!(c.serial_hex(), "0ABCDEF1", "whole bytes, as BN_bn2hex");
+        assert_eq!(c.not_before().timestamp(), 1_700_000_000);
+        assert_eq!(c.not_after().timestamp(), 1_700_086_400);
+        assert_eq!(c.issuer_name(), "/C=DE/CN=Test Issuer");
+        assert_eq!(c.issuer_cn().as_deref(), Some("Test Issuer"));
+        assert_eq!(c.issuer_uri().as_deref(), Some("http://ca.test/issuer.der"));
+        assert_eq!(c.ocsp_uris(), vec!["http://ocsp.ca.test".to_string()]);
+        assert_eq!(c.sha256_fingerprint().unwrap().len(), 64);
+        assert!(c.matches_key(&key));
+        let other = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
+        assert!(!c.matches_key(&other));
+        assert!(c.is_issued_by(&c));
+        assert!(c.ari_cert_id().is_none(), "no AKI");
+        let pem = CertificateChain {
+            certs: vec![c.clone(), c],
+        }
+        .to_pem()
+        .unwrap();
+        assert_eq!(CertificateChain::from_pem(&pem).unwrap().certs.len(), 2);
+        assert!(CertificateChain::from_pem(b"").is_err());
     }
 }

@@ -1,0 +1,294 @@
+//! The ACME transport layer: directory, nonce pool, signed requests, error responses
+//! (RFC 8555 §6).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::jws::{self, KeyRef};
+use super::{Directory, DirectoryError, Problem, RequestError};
+use crate::crypt::PrivateKey;
+use crate::http::{HttpClient, HttpError, HttpRequest, HttpResponse};
+
+/// How often a request rejected with `badNonce` is resent (SPEC 5.3: 9 since mod_md 2.6.11).
+pub const DEFAULT_BAD_NONCE_RETRIES: u32 = 9;
+
+/// Nonces kept for later requests (GETs also deliver them, and only POSTs use them).
+const MAX_POOLED_NONCES: usize = 8;
+
+/// Backoff while polling authorizations and orders (SPEC 5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollPolicy {
+    /// First wait.
+    pub initial: Duration,
+    /// Longest single wait (the wait doubles up to this).
+    pub max: Duration,
+    /// Give up after this long.
+    pub deadline: Duration,
+}
+
+impl Default for PollPolicy {
+    fn default() -> Self {
+        PollPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            deadline: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Tunables of an [`AcmeClient`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Resends after `badNonce`.
+    pub max_bad_nonce_retries: u32,
+    /// Polling backoff.
+    pub poll: PollPolicy,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            max_bad_nonce_retries: DEFAULT_BAD_NONCE_RETRIES,
+            poll: PollPolicy::default(),
+        }
+    }
+}
+
+/// Parse `Retry-After` (RFC 9110 §10.2.3): delay seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
+    Some((when - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// `Retry-After` of a response, if present and parseable.
+pub fn retry_after_of(resp: &HttpResponse) -> Option<Duration> {
+    resp.header("Retry-After")
+        .and_then(|v| parse_retry_after(v, Utc::now()))
+}
+
+/// Turn a non-2xx response into the typed error (problem document or bare status).
+pub fn error_from_response(url: &str, resp: &HttpResponse) -> RequestError {
+    let retry_after = retry_after_of(resp);
+    // Some CAs label problems plain application/json; accept any JSON with a `type`.
+    match Problem::from_json(&resp.body) {
+        Some(mut problem) => {
+            problem.status.get_or_insert(resp.status);
+            RequestError::Problem {
+                url: url.to_string(),
+                status: resp.status,
+                problem: Box::new(problem),
+                retry_after,
+            }
+        }
+        None => RequestError::Status {
+            url: url.to_string(),
+            status: resp.status,
+            retry_after,
+        },
+    }
+}
+
+/// Deserialize a response body, mapping failure to [`RequestError::BadResponse`].
+pub fn parse_json<T: DeserializeOwned>(url: &str, resp: &HttpResponse) -> Result<T, RequestError> {
+    serde_json::from_slice(&resp.body).map_err(|e| RequestError::BadResponse {
+        url: url.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// An ACME client bound to one CA directory. Cheap to share by reference; all methods take
+/// `&self` (the nonce pool is behind a mutex).
+pub struct AcmeClient {
+    http: Arc<dyn HttpClient>,
+    directory: Directory,
+    nonces: Mutex<Vec<String>>,
+    requests: AtomicU64,
+    options: ClientOptions,
+}
+
+impl std::fmt::Debug for AcmeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcmeClient")
+            .field("directory", &self.directory.url)
+            .finish()
+    }
+}
+
+impl AcmeClient {
+    /// Fetch the directory at `url` (SPEC 5.2) and make a client for that CA.
+    pub fn connect(http: Arc<dyn HttpClient>, url: &str) -> Result<AcmeClient, DirectoryError> {
+        let c = AcmeClient {
+            http,
+            directory: Directory::unfetched(url),
+            nonces: Mutex::new(Vec::new()),
+            requests: AtomicU64::new(0),
+            options: ClientOptions::default(),
+        };
+        let resp = c
+            .send(&HttpRequest::get(url))
+            .map_err(|source| match source {
+                HttpError::Connect { .. } | HttpError::Timeout { .. } | HttpError::Setup(_) => {
+                    DirectoryError::Unreachable {
+                        url: url.to_string(),
+                        source,
+                    }
+                }
+                HttpError::TooLarge { .. } | HttpError::Body { .. } => {
+                    DirectoryError::BadResponse {
+                        url: url.to_string(),
+                        source,
+                    }
+                }
+            })?;
+        let retry_after = retry_after_of(&resp);
+        match resp.status {
+            200..=299 => {}
+            503 => {
+                return Err(DirectoryError::Unavailable {
+                    url: url.to_string(),
+                    retry_after,
+                })
+            }
+            status => {
+                return Err(DirectoryError::Status {
+                    url: url.to_string(),
+                    status,
+                    retry_after,
+                })
+            }
+        }
+        Ok(AcmeClient {
+            directory: Directory::parse(url, &resp.body)?,
+            ..c
+        })
+    }
+
+    /// Replace the tunables.
+    pub fn with_options(mut self, options: ClientOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The tunables.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// The CA's directory.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// HTTP requests sent so far (directory, nonces, signed requests, GETs).
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Send one request and keep any `Replay-Nonce` (RFC 8555 §6.5: every response may carry
+    /// one, and using them saves a newNonce round trip).
+    fn send(&self, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = self.http.execute(req)?;
+        if let Some(n) = resp.header("Replay-Nonce") {
+            let n = n.trim();
+            if !n.is_empty() {
+                let mut pool = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
+                // Unused nonces go stale at the CA; keep only the freshest few.
+                if pool.len() >= MAX_POOLED_NONCES {
+                    pool.remove(0);
+                }
+                pool.push(n.to_string());
+            }
+        }
+        Ok(resp)
+    }
+
+    /// Plain GET (directory, renewalInfo, certificates for display); non-2xx is an error.
+    pub fn get(&self, url: &str) -> Result<HttpResponse, RequestError> {
+        let resp = self.send(&HttpRequest::get(url))?;
+        if !resp.is_success() {
+            return Err(error_from_response(url, &resp));
+        }
+        Ok(resp)
+    }
+
+    fn nonce(&self) -> Result<String, RequestError> {
+        if let Some(n) = self.nonces.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(n);
+        }
+        let url = &self.directory.new_nonce;
+        let resp = self.send(&HttpRequest::head(url))?;
+        if !resp.is_success() {
+            return Err(error_from_response(url, &resp));
+        }
+        self.nonces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .ok_or_else(|| RequestError::NoNonce { url: url.clone() })
+    }
+
+    /// A signed POST (RFC 8555 §6.2). `payload` `None` is POST-as-GET. A `badNonce` answer is
+    /// resent with a fresh nonce, up to [`ClientOptions::max_bad_nonce_retries`] times.
+    pub fn post(
+        &self,
+        url: &str,
+        key: &PrivateKey,
+        key_ref: KeyRef<'_>,
+        payload: Option<&Value>,
+    ) -> Result<HttpResponse, RequestError> {
+        let mut retries = 0;
+        loop {
+            let nonce = self.nonce()?;
+            let body = jws::sign(key, key_ref, &nonce, url, payload)?;
+            let req =
+                HttpRequest::post(url, "application/jose+json", body.to_string().into_bytes());
+            let resp = self.send(&req)?;
+            if resp.is_success() {
+                return Ok(resp);
+            }
+            let err = error_from_response(url, &resp);
+            if err.problem().is_some_and(|p| p.is("badNonce"))
+                && retries < self.options.max_bad_nonce_retries
+            {
+                retries += 1;
+                continue;
+            }
+            return Err(err);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Tue, 24 Nov 2026 10:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after("Tue, 24 Nov 2026 09:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}

@@ -1,0 +1,155 @@
+//! One complete certificate order (SPEC 5.5): new order, authorizations and challenges,
+//! finalize, download, key check. The renewal driver can also run the steps itself.
+
+use super::{
+    select_and_setup, AccountKey, AcmeClient, ChallengeResponder, ChallengeSetup, ChallengeType,
+    Identifier, NewOrder, Order, OrderError,
+};
+use crate::crypt::{make_csr, CertificateChain, CsrOptions, PrivateKey};
+
+/// What certificate to obtain.
+#[derive(Debug, Clone)]
+pub struct CertificateRequest {
+    /// DNS names and IP addresses; the first is the CN when it fits.
+    pub names: Vec<String>,
+    /// Challenge types in order of preference.
+    pub challenges: Vec<ChallengeType>,
+    /// CA profile.
+    pub profile: Option<String>,
+    /// ARI id of the certificate being replaced.
+    pub replaces: Option<String>,
+    /// Request the must-staple extension.
+    pub must_staple: bool,
+    /// Preferred chain by issuer name (an alternate chain is chosen when it matches).
+    pub preferred_chain: Option<String>,
+}
+
+impl CertificateRequest {
+    /// A request for `names` with the default challenge preference.
+    pub fn new<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
+        CertificateRequest {
+            names: names.into_iter().map(Into::into).collect(),
+            challenges: ChallengeType::DEFAULT_PREFERENCE.to_vec(),
+            profile: None,
+            replaces: None,
+            must_staple: false,
+            preferred_chain: None,
+        }
+    }
+}
+
+/// The result of [`AcmeClient::obtain_certificate`].
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    /// The final (valid) order.
+    pub order: Order,
+    /// Leaf first.
+    pub chain: CertificateChain,
+    /// Certificate URL.
+    pub cert_url: String,
+    /// Alternate chain URLs offered by the CA.
+    pub alternates: Vec<String>,
+    /// `challenge-setups` records of the challenges answered.
+    pub challenge_setups: Vec<String>,
+}
+
+/// Tears down challenge material whatever way the order ends.
+struct Teardown<'a> {
+    responder: &'a dyn ChallengeResponder,
+    setups: Vec<ChallengeSetup>,
+}
+
+impl Drop for Teardown<'_> {
+    fn drop(&mut self) {
+        for s in &self.setups {
+            self.responder.teardown(s);
+        }
+    }
+}
+
+impl AcmeClient {
+    /// Obtain a certificate for `key` covering `req.names`, answering challenges through
+    /// `responder` (all material is torn down before returning).
+    pub fn obtain_certificate(
+        &self,
+        acct: &AccountKey,
+        key: &PrivateKey,
+        req: &CertificateRequest,
+        responder: &dyn ChallengeResponder,
+    ) -> Result<IssuedCertificate, OrderError> {
+        let new = NewOrder {
+            identifiers: req.names.iter().map(|n| Identifier::from_name(n)).collect(),
+            profile: req.profile.clone(),
+            replaces: req.replaces.clone(),
+        };
+        let order = self.new_order(acct, &new)?;
+        let mut td = Teardown {
+            responder,
+            setups: Vec::new(),
+        };
+        let mut pending = Vec::new();
+        // Set up and trigger every pending authorization first, then wait for all: the CA
+        // validates them in parallel.
+        for url in &order.authorizations {
+            let authz = self.get_authorization(acct, url)?;
+            match authz.status.as_str() {
+                "valid" => continue,
+                "pending" => {}
+                _ => {
+                    return Err(OrderError::AuthorizationInvalid {
+                        domain: authz.identifier.value.clone(),
+                        problem: authz.problem().cloned(),
+                    })
+                }
+            }
+            let setup = select_and_setup(&authz, &req.challenges, &acct.key, responder)?;
+            let chal_url = setup.challenge_url.clone();
+            td.setups.push(setup);
+            self.respond_challenge(acct, &chal_url)?;
+            pending.push(url.clone());
+        }
+        for url in &pending {
+            self.await_authorization(acct, url)?;
+        }
+        let order = self.await_order(acct, &order.url, &["ready", "processing", "valid"])?;
+        let order = if order.status == "ready" {
+            let csr = make_csr(
+                key,
+                &req.names,
+                &CsrOptions {
+                    must_staple: req.must_staple,
+                },
+            )?;
+            self.finalize_order(acct, &order, &csr)?
+        } else {
+            order
+        };
+        let order = if order.status == "valid" && order.certificate.is_some() {
+            order
+        } else {
+            self.await_order(acct, &order.url, &["valid"])?
+        };
+        let cert_url = order
+            .certificate
+            .clone()
+            .ok_or_else(|| OrderError::BadCertificate {
+                url: order.url.clone(),
+                message: "valid order without certificate URL".into(),
+            })?;
+        let mut dl = self.download_certificate(acct, &cert_url)?;
+        if let Some(issuer) = &req.preferred_chain {
+            dl = self.select_chain(acct, dl, issuer)?;
+        }
+        if !dl.chain.leaf().matches_key(key) {
+            return Err(OrderError::KeyMismatch { url: cert_url });
+        }
+        let challenge_setups = td.setups.iter().map(ChallengeSetup::record).collect();
+        Ok(IssuedCertificate {
+            order,
+            chain: dl.chain,
+            cert_url,
+            alternates: dl.alternates,
+            challenge_setups,
+        })
+    }
+}
