@@ -412,14 +412,15 @@ fn bad_nonce_is_retried_then_bounded() {
     // response carried a Replay-Nonce.
     assert_eq!(c.request_count(), 4);
 
-    // Always badNonce: 1 + 9 attempts, then a typed, retryable error.
+    // Always badNonce: 1 + DEFAULT_BAD_NONCE_RETRIES attempts, then a typed, retryable error.
     let ca =
         FakeCa::new(|req, _| path_is(req, "/order").then(|| Ok(problem(400, "badNonce", &[]))));
     let c = connect(&ca);
     let e = c.new_order(&account(), &order_req()).unwrap_err();
     assert_eq!(e.problem().unwrap().kind(), "badNonce");
     assert!(e.is_retryable());
-    assert_eq!(c.request_count(), 1 + 10);
+    let retries = u64::from(md_core::acme::DEFAULT_BAD_NONCE_RETRIES);
+    assert_eq!(c.request_count(), 1 + 1 + retries);
 }
 
 #[test]

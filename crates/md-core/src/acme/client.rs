@@ -14,8 +14,13 @@ use super::{Directory, DirectoryError, Problem, RequestError};
 use crate::crypt::PrivateKey;
 use crate::http::{HttpClient, HttpError, HttpRequest, HttpResponse};
 
-/// How often a request rejected with `badNonce` is resent (SPEC 5.3: 9 since mod_md 2.6.11).
-pub const DEFAULT_BAD_NONCE_RETRIES: u32 = 9;
+/// How often a request rejected with `badNonce` is resent. The C module resends 9 times since
+/// 2.6.11 (SPEC 5.3); we resend up to 19: a CA that rejects half of all nonces (pebble's
+/// `PEBBLE_WFE_NONCEREJECT=50`) makes 9 retries fail about one request in a thousand (10
+/// rejections in a row), about 1% of certificates; 19 make that one in a million. A
+/// rejected nonce is the CA's doing and costs one round trip, so the bound only has to stop
+/// a loop.
+pub const DEFAULT_BAD_NONCE_RETRIES: u32 = 19;
 
 /// Nonces kept for later requests (GETs also deliver them, and only POSTs use them).
 const MAX_POOLED_NONCES: usize = 8;
