@@ -1,6 +1,7 @@
 //! The renewal driver: deciding when each MD is renewed, and running renewals.
 
 pub mod check;
+pub mod responder;
 pub mod schedule;
 
 /// A random jitter factor in [−0.5, 0.5) for [`crate::time::jittered`] (from OpenSSL's RNG, which

@@ -195,3 +195,22 @@ mod tests {
         assert_eq!(md.contacts, vec!["mailto:w@a.org"]);
     }
 }
+
+/// Building MDs in tests of other modules.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+    use crate::config::{ArgValue, Context};
+
+    /// A resolved MD for `name` with these key specs.
+    pub fn md_with_keys(name: &str, keys: Vec<KeySpec>) -> ManagedDomain {
+        let (mut mc, srv) = (ModConfig::default(), Settings::default());
+        let mut s = srv.clone();
+        let args = ArgValue::Words(vec![name.to_string()]);
+        mc.apply(&mut s, &Context::default(), "MDomain", args)
+            .unwrap();
+        let mut md = ManagedDomain::resolve(&mc.mds[0], &srv, &mc);
+        md.private_keys = keys;
+        md
+    }
+}
