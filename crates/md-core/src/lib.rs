@@ -12,4 +12,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod config;
 pub mod log;
 pub mod md;
+pub mod reg;
+pub mod store;
 pub mod time;
