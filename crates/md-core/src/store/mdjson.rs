@@ -314,9 +314,11 @@ impl MdRecord {
         if let Some(Value::Object(o)) = extra.remove("\u{0}proto") {
             proto.extend(o);
         }
+        // the C module leaves `privkey` out when only the default spec is configured
         let privkey = match md.private_keys.as_slice() {
-            [one] => spec_to_json(one),
-            many => Value::Array(many.iter().map(spec_to_json).collect()),
+            [] | [KeySpec::Default] => None,
+            [one] => Some(spec_to_json(one)),
+            many => Some(Value::Array(many.iter().map(spec_to_json).collect())),
         };
         let j = MdJson {
             name: md.name.clone(),
@@ -332,7 +334,7 @@ impl MdRecord {
                 challenges: md.ca_challenges.clone(),
                 extra: self.ca_extra.clone(),
             },
-            privkey: Some(privkey),
+            privkey,
             state: self.state as i64,
             state_descr: self.state_descr.clone(),
             renew_mode: json!(md.renew_mode as i64),
