@@ -14,10 +14,13 @@ mod cmod;
 use std::fs;
 use std::path::Path;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use cmod::{free_port, staged_finished, wait_for, www_data, Httpd, Pebble, TempDir};
 use md_core::reg::{Activation, Registry};
 use md_core::store::{files, keys, FsStore, Group, MdState, Store, StoreExt, StoreOptions};
 use openssl::x509::X509;
+use std::os::unix::fs::PermissionsExt;
 
 const A1: &str = "a1.test";
 const A2: &str = "a2.test";
@@ -50,6 +53,26 @@ fn c_module_store_round_trip() {
     let pebble = Pebble::start(tmp.path(), hp, tp);
     let mut httpd = Httpd::new(tmp.path(), hp, tp);
     let store_dir = httpd.store();
+
+    // The store secret is raw bytes used as pass phrase; make sure both implementations
+    // take all 48 of them, NULs included (a C-string pass phrase would stop at the first).
+    fs::create_dir_all(&store_dir).unwrap();
+    let mut secret = [0x5au8; 48];
+    secret[0] = 0;
+    secret[17] = 0;
+    fs::write(
+        store_dir.join("md_store.json"),
+        format!(
+            "{{\"store\": {{\"version\": 3.0}}, \"key\": \"{}\"}}",
+            URL_SAFE_NO_PAD.encode(secret)
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(
+        store_dir.join("md_store.json"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
 
     // ---- 1. the C module obtains and activates certificates
     httpd.start(&pebble, &[(A1, TWO_KEYS), (A2, "")]);
@@ -88,6 +111,7 @@ fn c_module_store_round_trip() {
     // ---- 2. our code reads everything and writes it back
     {
         let st = open(&store_dir);
+        assert_eq!(st.secret(), &secret[..]);
         let accounts = st.names(Group::Accounts).unwrap();
         assert_eq!(accounts.len(), 1, "{accounts:?}");
         let id = &accounts[0];

@@ -4,13 +4,17 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::meta::{HttpdReachability, StoreMeta, STORE_VERSION};
-use super::vfs::{read_opt, tmp_name, FaultPlan, Vfs};
+use super::vfs::{parent_dir, read_opt, FaultPlan, Vfs};
 use super::{files, FileKind, Group, OpenError, Store, StoreError};
 
 const STORE_JSON: &str = "md_store.json";
 const HTTPD_JSON: &str = "httpd.json";
 /// Prefix of a complete activation set in tmp/ ('@' cannot occur in a DNS name or MD name).
 const READY: &str = "@ready@";
+/// Suffix of the new half of a key/certificate pair being written.
+const NEW: &str = ".new";
+/// Suffix of the commit marker of a pair write (`pubcert.pem.pair` holds the key file name).
+const PAIR: &str = ".pair";
 /// Highest archive number tried (C module: 1..999).
 const MAX_ARCHIVE: u32 = 999;
 
@@ -46,6 +50,12 @@ fn valid_name(name: &str) -> Result<(), StoreError> {
         return Err(StoreError::InvalidName(name.to_string()));
     }
     Ok(())
+}
+
+fn suffixed(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 impl FsStore {
@@ -176,6 +186,37 @@ impl FsStore {
         )
     }
 
+    /// Complete a committed pair write: drop the old certificate, move the new key in, then
+    /// the new certificate, then the marker. Every step is skipped if already done, so this
+    /// is also the crash recovery. No state along the way has a key next to a certificate
+    /// that does not belong to it.
+    fn finish_pair(&self, marker: &Path) -> Result<(), StoreError> {
+        let dir = parent_dir(marker);
+        let key_file =
+            String::from_utf8_lossy(&fs::read(marker).map_err(|source| StoreError::Io {
+                op: "read",
+                path: marker.to_path_buf(),
+                source,
+            })?)
+            .into_owned();
+        valid_name(&key_file)?;
+        let cert_name = marker
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(PAIR))
+            .ok_or_else(|| StoreError::InvalidName(marker.display().to_string()))?;
+        let (kp, cp) = (dir.join(&key_file), dir.join(cert_name));
+        let (kn, cn) = (suffixed(&kp, NEW), suffixed(&cp, NEW));
+        if kn.exists() {
+            self.vfs.remove_file(&cp)?;
+            self.vfs.rename(&kn, &kp)?;
+        }
+        if cn.exists() {
+            self.vfs.rename(&cn, &cp)?;
+        }
+        self.vfs.remove_file(marker)
+    }
+
     /// `tmp/@ready@<name>` -> `domains/<name>`, archiving the current one first.
     fn roll_forward(&self, name: &str) -> Result<Option<String>, StoreError> {
         let ready = self.group_dir(Group::Tmp).join(format!("{READY}{name}"));
@@ -271,7 +312,7 @@ impl Store for FsStore {
         Ok(self
             .list_dir(&self.dir(group, name)?)?
             .into_iter()
-            .filter(|(n, d)| !*d && !n.ends_with(".tmp"))
+            .filter(|(n, d)| !*d && !n.ends_with(".tmp") && !n.ends_with(NEW) && !n.ends_with(PAIR))
             .map(|(n, _)| n)
             .collect())
     }
@@ -309,21 +350,30 @@ impl Store for FsStore {
         );
         self.ensure_dir(group, name)?;
         let own = group.child_owned();
-        let (kt, ct) = (tmp_name(&kp), tmp_name(&cp));
+        let (kn, cn) = (suffixed(&kp, NEW), suffixed(&cp, NEW));
         self.vfs
-            .write_tmp(&kt, key_pem, FileKind::PrivateKey.mode(group), own)?;
+            .write_tmp(&kn, key_pem, FileKind::PrivateKey.mode(group), own)?;
         if let Err(e) = self
             .vfs
-            .write_tmp(&ct, cert_pem, FileKind::Cert.mode(group), own)
+            .write_tmp(&cn, cert_pem, FileKind::Cert.mode(group), own)
         {
-            let _ = fs::remove_file(&kt);
+            let _ = fs::remove_file(&kn);
             return Err(e);
         }
-        // Order matters: drop the old certificate before the new key appears, so no crash
-        // point leaves a new key next to an old certificate (or the reverse).
-        self.vfs.remove_file(&cp)?;
-        self.vfs.rename(&kt, &kp)?;
-        self.vfs.rename(&ct, &cp)
+        // Commit point: the marker names the key that belongs to the certificate. Before it
+        // exists recovery drops the .new files; after it, recovery completes the swap.
+        let marker = suffixed(&cp, PAIR);
+        if let Err(e) = self
+            .vfs
+            .write_atomic(&marker, key_file.as_bytes(), 0o600, own)
+        {
+            if !self.vfs.is_crashed() {
+                let _ = fs::remove_file(&kn);
+                let _ = fs::remove_file(&cn);
+            }
+            return Err(e);
+        }
+        self.finish_pair(&marker)
     }
 
     fn activate_set(
@@ -362,18 +412,26 @@ impl Store for FsStore {
                     .remove_dir_all(&self.group_dir(Group::Tmp).join(&n), &[])?;
             }
         }
-        // temp files of interrupted single-file writes
+        // pair writes past their commit point are completed; other temp files are dropped
         for g in [
             Group::Domains,
             Group::Staging,
             Group::Accounts,
             Group::Archive,
+            Group::Challenges,
         ] {
             for name in self.names(g)? {
                 let d = self.dir(g, &name)?;
+                for (f, _) in self
+                    .list_dir(&d)?
+                    .iter()
+                    .filter(|(f, d)| !d && f.ends_with(PAIR))
+                {
+                    self.finish_pair(&d.join(f))?;
+                }
                 for (f, is_dir) in self.list_dir(&d)? {
-                    if !is_dir && f.ends_with(".tmp") {
-                        let _ = self.vfs.remove_file(&d.join(f));
+                    if !is_dir && (f.ends_with(".tmp") || f.ends_with(NEW)) {
+                        self.vfs.remove_file(&d.join(f))?;
                     }
                 }
             }

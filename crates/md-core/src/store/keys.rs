@@ -20,7 +20,15 @@ pub fn key_to_pem(key: &PKey<Private>, secret: Option<&[u8]>) -> Result<Vec<u8>,
 pub fn key_from_pem(pem: &[u8], secret: Option<&[u8]>) -> Result<PKey<Private>, String> {
     let encrypted = pem.windows(9).any(|w| w == b"ENCRYPTED");
     let r = match (encrypted, secret) {
-        (true, Some(s)) => PKey::private_key_from_pem_passphrase(pem, s),
+        // via the callback: the pass phrase is raw random bytes and may contain NUL, which the
+        // crate's `_passphrase` variant cannot take
+        (true, Some(s)) => PKey::private_key_from_pem_callback(pem, |buf| {
+            if s.len() > buf.len() {
+                return Err(openssl::error::ErrorStack::get());
+            }
+            buf[..s.len()].copy_from_slice(s);
+            Ok(s.len())
+        }),
         (true, None) => return Err("private key is encrypted and no pass phrase is known".into()),
         (false, _) => PKey::private_key_from_pem(pem),
     };
@@ -72,7 +80,8 @@ mod tests {
     fn encrypted_round_trip() {
         let g = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
         let k = PKey::from_ec_key(EcKey::generate(&g).unwrap()).unwrap();
-        let secret = [7u8; 48];
+        let mut secret = [7u8; 48];
+        secret[5] = 0; // NUL bytes occur in random secrets
         let pem = key_to_pem(&k, Some(&secret)).unwrap();
         assert!(String::from_utf8_lossy(&pem).contains("ENCRYPTED PRIVATE KEY"));
         let back = key_from_pem(&pem, Some(&secret)).unwrap();

@@ -76,7 +76,7 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Sto
     }
 }
 
-fn parent(path: &Path) -> &Path {
+pub(crate) fn parent_dir(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
 }
 
@@ -153,7 +153,7 @@ impl Vfs {
         result
     }
 
-    fn is_crashed(&self) -> bool {
+    pub(crate) fn is_crashed(&self) -> bool {
         self.faults.as_ref().is_some_and(FaultPlan::crashed)
     }
 
@@ -162,9 +162,9 @@ impl Vfs {
         self.step("rename", from)?;
         fs::rename(from, to).map_err(io_err("rename", from))?;
         self.step("fsync directory", to)?;
-        self.sync_dir(parent(to))?;
-        if parent(from) != parent(to) {
-            self.sync_dir(parent(from))?;
+        self.sync_dir(parent_dir(to))?;
+        if parent_dir(from) != parent_dir(to) {
+            self.sync_dir(parent_dir(from))?;
         }
         Ok(())
     }
@@ -183,14 +183,14 @@ impl Vfs {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))
             .map_err(io_err("chmod", path))?;
         self.maybe_chown(path, chowned)?;
-        self.sync_dir(parent(path))
+        self.sync_dir(parent_dir(path))
     }
 
     /// Remove a file; ok if it does not exist.
     pub(crate) fn remove_file(&self, path: &Path) -> Result<(), StoreError> {
         self.step("unlink", path)?;
         match fs::remove_file(path) {
-            Ok(()) => self.sync_dir(parent(path)),
+            Ok(()) => self.sync_dir(parent_dir(path)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("unlink", path)(e)),
         }
@@ -207,7 +207,7 @@ impl Vfs {
         }
         self.step("rmdir", path)?;
         match fs::remove_dir_all(path) {
-            Ok(()) => self.sync_dir(parent(path)),
+            Ok(()) => self.sync_dir(parent_dir(path)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("remove", path)(e)),
         }
