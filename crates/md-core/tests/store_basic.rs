@@ -69,15 +69,22 @@ fn v1_store_is_migrated() {
     let t = TempDir::new("md-basic");
     let d = t.path().join("domains/old.org");
     fs::create_dir_all(&d).unwrap();
-    fs::write(t.path().join("md_store.json"), r#"{"store":{"version":1.0},"key":"QUJDRA"}"#)
-        .unwrap();
+    fs::write(
+        t.path().join("md_store.json"),
+        r#"{"store":{"version":1.0},"key":"QUJDRA"}"#,
+    )
+    .unwrap();
     let k = key(&KeySpec::Default);
     let leaf = cert(&k, &["old.org"], 7);
     let ca = cert(&key(&ec()), &["issuer"], 8);
     fs::write(d.join("pkey.pem"), k.private_key_to_pem_pkcs8().unwrap()).unwrap();
     fs::write(d.join("cert.pem"), leaf.to_pem().unwrap()).unwrap();
     fs::write(d.join("chain.pem"), ca.to_pem().unwrap()).unwrap();
-    fs::write(d.join("md.json"), r#"{"name":"old.org","domains":["old.org"]}"#).unwrap();
+    fs::write(
+        d.join("md.json"),
+        r#"{"name":"old.org","domains":["old.org"]}"#,
+    )
+    .unwrap();
     let st = open(t.path()).unwrap();
     assert_eq!(st.version(), 3.0);
     let (_, chain) = st
@@ -115,9 +122,15 @@ fn names_are_confined_to_their_group() {
     let t = TempDir::new("md-basic");
     let st = open(t.path()).unwrap();
     for bad in ["", ".", "..", "a/b", "@ready@x"] {
-        assert!(st.save(Group::Domains, bad, "f", b"x", FileKind::Text).is_err(), "{bad}");
+        assert!(
+            st.save(Group::Domains, bad, "f", b"x", FileKind::Text)
+                .is_err(),
+            "{bad}"
+        );
     }
-    assert!(st.save(Group::Domains, "a", "../x", b"x", FileKind::Text).is_err());
+    assert!(st
+        .save(Group::Domains, "a", "../x", b"x", FileKind::Text)
+        .is_err());
 }
 
 #[test]
@@ -130,9 +143,15 @@ fn sync_new_changed_renamed_removed() {
     assert_eq!(rep.new, vec!["a.org", "b.org"]);
     let rec = reg.get("a.org").unwrap().unwrap();
     assert_eq!(rec.state, MdState::Incomplete);
-    assert_eq!(rec.state_descr.as_deref(), Some("certificate(rsa) is missing"));
+    assert_eq!(
+        rec.state_descr.as_deref(),
+        Some("certificate(rsa) is missing")
+    );
     // unchanged: nothing written
-    assert_eq!(reg.sync(&[a.clone(), b.clone()]).unwrap(), Default::default());
+    assert_eq!(
+        reg.sync(&[a.clone(), b.clone()]).unwrap(),
+        Default::default()
+    );
     // certificate present -> complete; keep the store's account across config changes
     let set = CertSet::new(&[KeySpec::Default], &["a.org", "www.a.org"], 1);
     put_active(reg.store(), &a, &set);
@@ -149,10 +168,19 @@ fn sync_new_changed_renamed_removed() {
     // rename: new first name, same names -> dirs renamed, certs kept
     let renamed = md("www.a.org", &["www.a.org", "a.org"], &[KeySpec::Default]);
     reg.store()
-        .save(Group::Challenges, "b.org", files::HTTP01, b"x", FileKind::Text)
+        .save(
+            Group::Challenges,
+            "b.org",
+            files::HTTP01,
+            b"x",
+            FileKind::Text,
+        )
         .unwrap();
-    let rep = reg.sync(&[renamed.clone()]).unwrap();
-    assert_eq!(rep.renamed, vec![("a.org".to_string(), "www.a.org".to_string())]);
+    let rep = reg.sync(std::slice::from_ref(&renamed)).unwrap();
+    assert_eq!(
+        rep.renamed,
+        vec![("a.org".to_string(), "www.a.org".to_string())]
+    );
     assert_eq!(rep.removed, vec!["b.org"]);
     assert!(!reg.store().exists(Group::Domains, "a.org", files::MD));
     assert!(reg
@@ -160,16 +188,37 @@ fn sync_new_changed_renamed_removed() {
         .load_cert_and_key(Group::Domains, "www.a.org", &KeySpec::Default)
         .unwrap()
         .is_some());
-    assert_eq!(reg.get("www.a.org").unwrap().unwrap().state, MdState::Complete);
-    assert!(reg.store().exists(Group::Domains, "b.org", files::MD), "removed MDs are kept");
-    assert!(reg.store().files(Group::Challenges, "b.org").unwrap().is_empty());
+    assert_eq!(
+        reg.get("www.a.org").unwrap().unwrap().state,
+        MdState::Complete
+    );
+    assert!(
+        reg.store().exists(Group::Domains, "b.org", files::MD),
+        "removed MDs are kept"
+    );
+    assert!(reg
+        .store()
+        .files(Group::Challenges, "b.org")
+        .unwrap()
+        .is_empty());
     // most names in common wins when none contains all
-    let c1 = md("c.org", &["c.org", "x.c.org", "y.c.org"], &[KeySpec::Default]);
+    let c1 = md(
+        "c.org",
+        &["c.org", "x.c.org", "y.c.org"],
+        &[KeySpec::Default],
+    );
     let d1 = md("d.org", &["d.org", "x.c.org"], &[KeySpec::Default]);
     reg.sync(&[c1, d1]).unwrap();
-    let n = md("n.org", &["n.org", "x.c.org", "y.c.org"], &[KeySpec::Default]);
+    let n = md(
+        "n.org",
+        &["n.org", "x.c.org", "y.c.org"],
+        &[KeySpec::Default],
+    );
     let rep = reg.sync(&[n]).unwrap();
-    assert_eq!(rep.renamed, vec![("c.org".to_string(), "n.org".to_string())]);
+    assert_eq!(
+        rep.renamed,
+        vec![("c.org".to_string(), "n.org".to_string())]
+    );
 }
 
 #[test]
@@ -220,15 +269,36 @@ fn activation_checks_and_account_promotion() {
     let pem = c.to_pem().unwrap();
     let other = key(&KeySpec::Default);
     reg.store()
-        .save(Group::Staging, "a.org", &files::pubcert(&KeySpec::Default), &pem, FileKind::Cert)
+        .save(
+            Group::Staging,
+            "a.org",
+            &files::pubcert(&KeySpec::Default),
+            &pem,
+            FileKind::Cert,
+        )
         .unwrap();
     reg.store()
-        .save_pkey(Group::Staging, "a.org", &files::privkey(&KeySpec::Default), &other)
+        .save_pkey(
+            Group::Staging,
+            "a.org",
+            &files::privkey(&KeySpec::Default),
+            &other,
+        )
         .unwrap();
     let r = reg.load_stagings(["a.org"]);
-    assert!(matches!(r[0].1, Err(ActivateError::Mismatch { .. })), "{r:?}");
-    assert!(!reg.store().exists(Group::Staging, "a.org", files::MD), "purged");
-    assert!(reg.store().files(Group::Challenges, "a.org").unwrap().is_empty());
+    assert!(
+        matches!(r[0].1, Err(ActivateError::Mismatch { .. })),
+        "{r:?}"
+    );
+    assert!(
+        !reg.store().exists(Group::Staging, "a.org", files::MD),
+        "purged"
+    );
+    assert!(reg
+        .store()
+        .files(Group::Challenges, "a.org")
+        .unwrap()
+        .is_empty());
     assert_eq!(
         storefix::assert_all_pairs_match(reg.store()),
         2,
@@ -249,7 +319,10 @@ fn activation_checks_and_account_promotion() {
     assert_eq!(rec.ca_account.as_deref(), Some("ACME-127.0.0.1-0000"));
     assert!(reg.store().exists(Group::Domains, "a.org", files::JOB));
     let k = fs::read_to_string(t.path().join("domains/a.org/privkey.pem")).unwrap();
-    assert!(k.starts_with("-----BEGIN PRIVATE KEY-----"), "plain in domains/");
+    assert!(
+        k.starts_with("-----BEGIN PRIVATE KEY-----"),
+        "plain in domains/"
+    );
     let k = fs::read_to_string(t.path().join("accounts/ACME-127.0.0.1-0000/account.pem")).unwrap();
     assert!(k.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
     // the same account staged again (same URL) is merged, a second MD gets archive .1 too
@@ -271,7 +344,11 @@ fn activation_checks_and_account_promotion() {
     let b = md("b.org", &["b.org"], &[ec()]);
     let bset = CertSet::new(&[ec()], &["b.org"], 4);
     put_staged(reg.store(), &b, &bset, false);
-    let mut rec = reg.store().load_md(Group::Staging, "b.org").unwrap().unwrap();
+    let mut rec = reg
+        .store()
+        .load_md(Group::Staging, "b.org")
+        .unwrap()
+        .unwrap();
     rec.ca_url = None;
     reg.store().save_md(Group::Staging, &rec).unwrap();
     assert!(matches!(

@@ -56,10 +56,13 @@ impl Group {
         matches!(self, Group::Staging | Group::Challenges | Group::Ocsp)
     }
 
-    /// Mode of the group directory itself when created at startup.
+    /// Mode of the group directory itself. These are the modes a C module store shows after
+    /// a renewal: accounts/ is root-owned and must be readable by the child (it picks the
+    /// account there), so it cannot stay at the 0750 of its creation.
     pub fn top_mode(self) -> u32 {
         match self {
-            Group::Accounts | Group::Staging | Group::Challenges | Group::Ocsp => 0o750,
+            Group::Accounts | Group::Staging | Group::Challenges => 0o755,
+            Group::Ocsp => 0o750,
             Group::Domains | Group::Archive | Group::Tmp => 0o700,
         }
     }
