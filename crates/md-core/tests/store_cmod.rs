@@ -1,6 +1,6 @@
 //! Interoperability with stores written by the real C mod_md (Debian's mod_md.so).
 //!
-//! 1. The C module obtains an account and certificates for two MDs (one with two key specs),
+//! 1. Our code creates the store layout; the C module obtains an account and certificates for two MDs (one with two key specs),
 //!    stages them, and activates them on a graceful restart.
 //! 2. Our code opens that store, reads everything (keys decrypt, account and jobs parse, keys
 //!    match certificates) and writes it all back; JSON comes out byte-identical.
@@ -18,7 +18,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use cmod::{free_port, staged_finished, wait_for, www_data, Httpd, Pebble, TempDir};
 use md_core::reg::{Activation, Registry};
-use md_core::store::{files, keys, FsStore, Group, MdState, Store, StoreExt, StoreOptions};
+use md_core::store::{
+    files, keys, FileKind, FsStore, Group, MdState, Store, StoreExt, StoreOptions,
+};
 use openssl::x509::X509;
 use std::os::unix::fs::PermissionsExt;
 
@@ -33,6 +35,83 @@ fn fp_pem(pem: &[u8]) -> String {
 
 fn read(store: &Path, rel: &str) -> Vec<u8> {
     fs::read(store.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// Every file and directory the C module wrote has the mode (and owner) our store would give
+/// it. Returns the number of entries checked.
+fn modes_match_ours(store: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, _) = www_data();
+    let mut n = 0;
+    let mut bad = Vec::new();
+    for g in Group::ALL {
+        let gd = store.join(g.dir());
+        let Ok(rd) = fs::read_dir(&gd) else { continue };
+        let owner = if g.child_owned() { uid } else { 0 };
+        let m = fs::metadata(&gd).unwrap();
+        // Known, deliberate difference: the C module keeps an empty accounts/ at 0750 until
+        // the first account is written (then 0755); we use 0755 from the start.
+        let empty_accounts = g == Group::Accounts && fs::read_dir(&gd).unwrap().next().is_none();
+        if (m.mode() & 0o777, m.uid()) != (g.top_mode(), owner)
+            && !(empty_accounts && m.mode() & 0o777 == 0o750)
+        {
+            bad.push(format!(
+                "{}: {:o} uid {}",
+                g.dir(),
+                m.mode() & 0o777,
+                m.uid()
+            ));
+        }
+        for e in rd {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            // tmp/ leftovers of the C module's activation are not ours to judge
+            if !m.is_dir() || g == Group::Tmp {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if (m.mode() & 0o777, m.uid()) != (g.dir_mode(), owner) {
+                bad.push(format!(
+                    "{}/{name}: {:o} uid {}",
+                    g.dir(),
+                    m.mode() & 0o777,
+                    m.uid()
+                ));
+            }
+            for f in fs::read_dir(e.path()).unwrap() {
+                let f = f.unwrap();
+                let fname = f.file_name().to_string_lossy().into_owned();
+                let kind = if fname.ends_with(".json") {
+                    FileKind::Json
+                } else if fname.contains("privkey") || fname == files::ACCOUNT_KEY {
+                    FileKind::PrivateKey
+                } else if fname.contains("pubcert") {
+                    FileKind::Cert
+                } else {
+                    FileKind::Text
+                };
+                let fm = f.metadata().unwrap();
+                let want = (kind.mode(g), owner);
+                n += 1;
+                if (fm.mode() & 0o777, fm.uid()) != want {
+                    bad.push(format!(
+                        "{}/{name}/{fname}: {:o} uid {} (ours {:o} uid {})",
+                        g.dir(),
+                        fm.mode() & 0o777,
+                        fm.uid(),
+                        want.0,
+                        want.1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "C module modes differ from ours:\n{}",
+        bad.join("\n")
+    );
+    n
 }
 
 fn open(store: &Path) -> FsStore {
@@ -79,6 +158,7 @@ fn c_module_store_round_trip() {
     wait_for(120, "C module staged a1+a2", || {
         staged_finished(&store_dir, A1) && staged_finished(&store_dir, A2)
     });
+    assert!(modes_match_ours(&store_dir) >= 6);
     httpd.graceful();
     wait_for(60, "C module activated a1+a2", || {
         [A1, A2].iter().all(|m| {
@@ -91,6 +171,7 @@ fn c_module_store_round_trip() {
         })
     });
     httpd.stop();
+    assert!(modes_match_ours(&store_dir) >= 10);
     let before: Vec<(String, Vec<u8>)> = [
         "domains/a1.test/pubcert.pem",
         "domains/a1.test/pubcert.secp256r1.pem",

@@ -52,6 +52,11 @@ impl<S: Store> Registry<S> {
         }
     }
 
+    /// Names with something in staging/ (candidates for [`Registry::load_stagings`]).
+    pub fn staged_names(&self) -> Result<Vec<String>, StoreError> {
+        self.store.names(Group::Staging)
+    }
+
     /// Activate every staged set among `names` (post_config, SPEC 4.4). A failed set is
     /// purged (with its challenges) and reported; the others go on.
     pub fn load_stagings<'a>(
