@@ -24,8 +24,11 @@ pub struct StoreOptions {
     /// uid/gid of the child user: staging/, challenges/, ocsp/ and what is written there are
     /// chowned to it. Set only when running as root (httpd parent).
     pub child_owner: Option<(u32, u32)>,
-    /// Open read-mostly as the child: do not create or fix up top-level dirs/files it may not
-    /// own. md_store.json must already exist.
+    /// Open without creating or fixing up anything at the top level and without crash
+    /// recovery (a process that does not own the store, e.g. a2md run by a normal user).
+    /// md_store.json must exist and be readable: httpd's children cannot read it (0600 root),
+    /// so the module opens the store in the parent and keeps the `FsStore` (which holds the
+    /// secret) across the fork, as the C module keeps the key in memory.
     pub as_child: bool,
     /// Fault injection for crash tests.
     pub faults: Option<FaultPlan>,

@@ -41,3 +41,24 @@ impl OrderRecord {
         super::typed::to_json_bytes(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_members_survive() {
+        let text =
+            br#"{"url":"https://ca/o/1","status":"pending","authorizations":["https://ca/a/1"],
+            "challenge-setups":["http-01:a.org"],"finalize":"https://ca/f/1","x-new":[1]}"#;
+        let o = OrderRecord::parse(text).unwrap();
+        assert_eq!(o.challenge_setups, vec!["http-01:a.org"]);
+        let out = String::from_utf8(o.to_json()).unwrap();
+        assert!(
+            out.contains("\"challenge-setups\": [\n    \"http-01:a.org\"\n  ]"),
+            "{out}"
+        );
+        assert!(out.ends_with("\"x-new\": [\n    1\n  ]\n}"), "{out}");
+        assert_eq!(OrderRecord::parse(out.as_bytes()).unwrap(), o);
+    }
+}

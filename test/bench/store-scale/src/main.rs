@@ -63,8 +63,10 @@ fn pair() -> (PKey<openssl::pkey::Private>, openssl::x509::X509) {
     b.set_subject_name(&nb).unwrap();
     b.set_issuer_name(&nb).unwrap();
     b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(90).unwrap()).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(90).unwrap())
+        .unwrap();
     b.sign(&key, MessageDigest::sha256()).unwrap();
     (key, b.build())
 }
