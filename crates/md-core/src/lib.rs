@@ -17,5 +17,7 @@ pub mod event;
 pub mod http;
 pub mod log;
 pub mod md;
+pub mod reg;
 pub mod serve;
+pub mod store;
 pub mod time;

@@ -1,0 +1,94 @@
+//! The registry: managed domains as the store knows them. Syncs the configuration into the
+//! store (new, changed, renamed, removed MDs) and activates finished renewals from staging/
+//! into domains/ (SPEC 4.4).
+
+mod activate;
+mod lock;
+mod sync;
+
+pub use activate::{ActivateError, Activation};
+pub use lock::{LockError, StoreLock, LOCK_FILE};
+pub use sync::{SyncError, SyncReport};
+
+use std::path::PathBuf;
+
+use crate::md::KeySpec;
+use crate::store::{files, Group, MdRecord, Store, StoreError, StoreExt};
+
+/// Registry over a store.
+#[derive(Debug)]
+pub struct Registry<S: Store> {
+    store: S,
+}
+
+impl<S: Store> Registry<S> {
+    /// A registry on `store`.
+    pub fn new(store: S) -> Registry<S> {
+        Registry { store }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The active md.json of an MD.
+    pub fn get(&self, name: &str) -> Result<Option<MdRecord>, StoreError> {
+        self.store.load_md(Group::Domains, name)
+    }
+
+    /// Paths of the active key and certificate for `spec` (for mod_ssl), if both exist.
+    pub fn cert_files(&self, name: &str, spec: &KeySpec) -> Option<(PathBuf, PathBuf)> {
+        let (k, c) = (files::privkey(spec), files::pubcert(spec));
+        if self.store.exists(Group::Domains, name, &k)
+            && self.store.exists(Group::Domains, name, &c)
+        {
+            Some((
+                self.store.path(Group::Domains, name, &k)?,
+                self.store.path(Group::Domains, name, &c)?,
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Names with something in staging/ (candidates for [`Registry::load_stagings`]).
+    pub fn staged_names(&self) -> Result<Vec<String>, StoreError> {
+        self.store.names(Group::Staging)
+    }
+
+    /// Activate every staged set among `names` (post_config, SPEC 4.4). A failed set is
+    /// purged (with its challenges) and reported; the others go on.
+    pub fn load_stagings<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<(String, Result<Activation, ActivateError>)> {
+        let mut out = Vec::new();
+        for name in names {
+            if !self.store.exists(Group::Staging, name, files::MD) {
+                continue;
+            }
+            let r = self.activate(name);
+            if matches!(r, Err(ref e) if e.purges_staging()) {
+                let _ = self.purge_challenges_of(name);
+                let _ = self.store.purge(Group::Staging, name);
+            }
+            out.push((name.to_string(), r));
+        }
+        out
+    }
+
+    fn purge_challenges_of(&self, name: &str) -> Result<(), StoreError> {
+        let domains = match self.store.load_md(Group::Staging, name) {
+            Ok(Some(r)) => r.md.domains,
+            _ => match self.store.load_md(Group::Domains, name) {
+                Ok(Some(r)) => r.md.domains,
+                _ => vec![name.to_string()],
+            },
+        };
+        for d in domains {
+            self.store.purge(Group::Challenges, &d)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,161 @@
+//! Sync of the configured MDs into the store, with rename detection (SPEC 4.4).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::md::ManagedDomain;
+use crate::store::{files, Group, MdRecord, MdState, Store, StoreError, StoreExt};
+
+use super::Registry;
+
+/// What a sync changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// MDs created in the store.
+    pub new: Vec<String>,
+    /// MDs whose md.json was rewritten because settings changed.
+    pub changed: Vec<String>,
+    /// `(old, new)` names of MDs found under another name and renamed.
+    pub renamed: Vec<(String, String)>,
+    /// Stored MDs no longer configured (kept in the store).
+    pub removed: Vec<String>,
+    /// MDs whose stored md.json is unreadable: `(name, message)`. Only that MD is affected.
+    pub errors: Vec<(String, String)>,
+}
+
+/// Errors that stop a sync as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The domains/ group cannot be listed or written.
+    #[error("store sync: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Assessed state from the files present: complete when every key spec has a certificate.
+fn assess(store: &impl Store, rec: &mut MdRecord) {
+    let missing: Vec<&str> = rec
+        .md
+        .private_keys
+        .iter()
+        .filter(|s| !store.exists(Group::Domains, &rec.md.name, &files::pubcert(s)))
+        .map(|s| s.name())
+        .collect();
+    if rec.md.cert_files.is_empty() {
+        if let Some(first) = missing.first() {
+            rec.state = MdState::Incomplete;
+            rec.state_descr = Some(format!("certificate({first}) is missing"));
+        } else if rec.state != MdState::Complete {
+            rec.state = MdState::Complete;
+            rec.state_descr = None;
+        }
+    }
+}
+
+impl<S: Store> Registry<S> {
+    /// Bring domains/ in line with the configuration: create new MDs, rewrite changed ones,
+    /// rename stored MDs whose names moved to a differently named MD, report removed ones and
+    /// purge their challenge dirs.
+    pub fn sync(&self, mds: &[ManagedDomain]) -> Result<SyncReport, SyncError> {
+        let st = &self.store;
+        let mut report = SyncReport::default();
+        let mut stored: HashMap<String, MdRecord> = HashMap::new();
+        let stored_names = st.names(Group::Domains)?;
+        for name in &stored_names {
+            match st.load_md(Group::Domains, name) {
+                Ok(Some(r)) => {
+                    stored.insert(name.clone(), r);
+                }
+                Ok(None) => {}
+                Err(e) => report.errors.push((name.clone(), e.to_string())),
+            }
+        }
+        let configured: HashSet<&str> = mds.iter().map(|m| m.name.as_str()).collect();
+        let mut unassigned: Vec<String> = stored_names
+            .iter()
+            .filter(|n| !configured.contains(n.as_str()) && stored.contains_key(*n))
+            .cloned()
+            .collect();
+        for md in mds {
+            if report.errors.iter().any(|(n, _)| *n == md.name) {
+                continue; // unreadable md.json: leave it for the admin, do not overwrite
+            }
+            if let Some(rec) = stored.get_mut(&md.name) {
+                let mut changed = rec.update_from_config(md);
+                let before = rec.state;
+                assess(st, rec);
+                changed |= rec.state != before;
+                if changed {
+                    st.save_md(Group::Domains, rec)?;
+                    report.changed.push(md.name.clone());
+                }
+                continue;
+            }
+            if let Some(old) = pick_rename(md, &unassigned, &stored) {
+                unassigned.retain(|n| *n != old);
+                let mut rec = stored.remove(&old).expect("candidate is stored");
+                self.rename_md(&old, &md.name)?;
+                rec.update_from_config(md);
+                assess(st, &mut rec);
+                st.save_md(Group::Domains, &rec)?;
+                report.renamed.push((old, md.name.clone()));
+                continue;
+            }
+            let mut rec = MdRecord::new(md.clone());
+            assess(st, &mut rec);
+            st.save_md(Group::Domains, &rec)?;
+            report.new.push(md.name.clone());
+        }
+        let live: HashSet<&str> = mds
+            .iter()
+            .flat_map(|m| m.domains.iter().map(String::as_str))
+            .collect();
+        for name in unassigned {
+            if let Some(rec) = stored.get(&name) {
+                for d in rec.md.domains.iter().filter(|d| !live.contains(d.as_str())) {
+                    st.purge(Group::Challenges, d)?;
+                }
+            }
+            report.removed.push(name);
+        }
+        Ok(report)
+    }
+
+    /// Rename an MD's directories in domains/ and staging/ (certificates stay usable).
+    fn rename_md(&self, old: &str, new: &str) -> Result<(), StoreError> {
+        let st = &self.store;
+        st.rename(Group::Domains, old, new)?;
+        if st.exists(Group::Staging, old, files::MD) || !st.files(Group::Staging, old)?.is_empty() {
+            st.purge(Group::Staging, new)?;
+            st.rename(Group::Staging, old, new)?;
+            if let Some(mut rec) = st.load_md(Group::Staging, new)? {
+                rec.md.name = new.to_string();
+                st.save_md(Group::Staging, &rec)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The stored MD a new MD was renamed from: one containing all its names, else the one sharing
+/// the most names (ties: first by name). None when nothing overlaps.
+fn pick_rename(
+    md: &ManagedDomain,
+    unassigned: &[String],
+    stored: &HashMap<String, MdRecord>,
+) -> Option<String> {
+    let mut best: Option<(usize, &String)> = None;
+    for name in unassigned {
+        let rec = stored.get(name)?;
+        let common = md
+            .domains
+            .iter()
+            .filter(|d| rec.md.domains.iter().any(|x| x.eq_ignore_ascii_case(d)))
+            .count();
+        if common == md.domains.len() && common > 0 {
+            return Some(name.clone());
+        }
+        if common > 0 && best.map_or(true, |(c, _)| common > c) {
+            best = Some((common, name));
+        }
+    }
+    best.map(|(_, n)| n.clone())
+}

@@ -1,0 +1,460 @@
+//! [`FsStore`]: the [`Store`] on a directory, in the C module's layout and permissions.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::meta::{HttpdReachability, StoreMeta, STORE_VERSION};
+use super::vfs::{parent_dir, read_opt, FaultPlan, Vfs};
+use super::{files, FileKind, Group, OpenError, Store, StoreError};
+
+const STORE_JSON: &str = "md_store.json";
+const HTTPD_JSON: &str = "httpd.json";
+/// Prefix of a complete activation set in tmp/ ('@' cannot occur in a DNS name or MD name).
+const READY: &str = "@ready@";
+/// Suffix of the new half of a key/certificate pair being written.
+const NEW: &str = ".new";
+/// Suffix of the commit marker of a pair write (`pubcert.pem.pair` holds the key file name).
+const PAIR: &str = ".pair";
+/// Highest archive number tried (C module: 1..999).
+const MAX_ARCHIVE: u32 = 999;
+
+/// How to open a store.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// uid/gid of the child user: staging/, challenges/, ocsp/ and what is written there are
+    /// chowned to it. Set only when running as root (httpd parent).
+    pub child_owner: Option<(u32, u32)>,
+    /// Open without creating or fixing up anything at the top level and without crash
+    /// recovery (a process that does not own the store, e.g. a2md run by a normal user).
+    /// md_store.json must exist and be readable: httpd's children cannot read it (0600 root),
+    /// so the module opens the store in the parent and keeps the `FsStore` (which holds the
+    /// secret) across the fork, as the C module keeps the key in memory.
+    pub as_child: bool,
+    /// Fault injection for crash tests.
+    pub faults: Option<FaultPlan>,
+}
+
+/// The file-system store.
+#[derive(Debug)]
+pub struct FsStore {
+    root: PathBuf,
+    meta: StoreMeta,
+    vfs: Vfs,
+}
+
+fn valid_name(name: &str) -> Result<(), StoreError> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\0')
+        || name.starts_with(READY)
+    {
+        return Err(StoreError::InvalidName(name.to_string()));
+    }
+    Ok(())
+}
+
+fn suffixed(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+impl FsStore {
+    /// Open (creating if needed) the store at `root`: md_store.json, version check and
+    /// migration, group directories, httpd.json repair, crash recovery.
+    pub fn open(root: impl AsRef<Path>, opts: StoreOptions) -> Result<FsStore, OpenError> {
+        let root = root.as_ref().to_path_buf();
+        let vfs = Vfs {
+            faults: opts.faults.clone(),
+            owner: opts.child_owner,
+        };
+        if !opts.as_child && !root.is_dir() {
+            // created private, opened up once it exists (C module does the same)
+            vfs.mkdir(&root, 0o700, false)?;
+            vfs.set_mode(&root, 0o755, false)?;
+        }
+        let meta_path = root.join(STORE_JSON);
+        let meta = match read_opt(&meta_path)? {
+            Some(text) => StoreMeta::parse(&text).map_err(|detail| OpenError::CorruptMeta {
+                path: meta_path.clone(),
+                detail,
+            })?,
+            None => {
+                let m = StoreMeta::generate().map_err(|detail| StoreError::Crypto {
+                    path: meta_path.display().to_string(),
+                    detail,
+                })?;
+                vfs.write_atomic(&meta_path, &m.to_json(), 0o600, false)?;
+                m
+            }
+        };
+        if meta.version > STORE_VERSION {
+            return Err(OpenError::NewerVersion {
+                path: meta_path,
+                found: meta.version,
+                supported: STORE_VERSION,
+            });
+        }
+        let mut store = FsStore { root, meta, vfs };
+        if opts.as_child {
+            return Ok(store);
+        }
+        for g in Group::ALL {
+            let p = store.group_dir(g);
+            let chowned = g.child_owned();
+            if !p.is_dir() {
+                store.vfs.mkdir(&p, g.top_mode(), chowned)?;
+            } else if chowned && store.vfs.owner.is_some() {
+                store.vfs.set_mode(&p, g.top_mode(), true)?;
+            }
+        }
+        if store.meta.version < STORE_VERSION {
+            store.migrate()?;
+        }
+        // an unreadable httpd.json only costs a recomputation: drop it quietly (2.5.1)
+        if let Some(text) = read_opt(&store.root.join(HTTPD_JSON))? {
+            if HttpdReachability::parse(&text).is_none() {
+                store.vfs.remove_file(&store.root.join(HTTPD_JSON))?;
+            }
+        }
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// The store directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Store format version as found on open (3 after migration).
+    pub fn version(&self) -> f64 {
+        self.meta.version
+    }
+
+    fn group_dir(&self, g: Group) -> PathBuf {
+        self.root.join(g.dir())
+    }
+
+    fn dir(&self, g: Group, name: &str) -> Result<PathBuf, StoreError> {
+        valid_name(name)?;
+        Ok(self.group_dir(g).join(name))
+    }
+
+    fn file(&self, g: Group, name: &str, file: &str) -> Result<PathBuf, StoreError> {
+        valid_name(file)?;
+        Ok(self.dir(g, name)?.join(file))
+    }
+
+    fn ensure_dir(&self, g: Group, name: &str) -> Result<PathBuf, StoreError> {
+        let d = self.dir(g, name)?;
+        self.vfs.mkdir(&d, g.dir_mode(), g.child_owned())?;
+        Ok(d)
+    }
+
+    /// v1 (pre-0.8) -> v3: `pkey.pem` -> `privkey.pem`, `cert.pem` + `chain.pem` ->
+    /// `pubcert.pem`; v2 only drops its top-level `version`. Idempotent: the version is
+    /// rewritten last, so a crash mid-way repeats the (harmless) steps.
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        for g in [Group::Domains, Group::Staging, Group::Archive] {
+            for name in self.names(g)? {
+                let d = self.dir(g, &name)?;
+                let old_key = d.join("pkey.pem");
+                if old_key.exists() && !d.join("privkey.pem").exists() {
+                    self.vfs.rename(&old_key, &d.join("privkey.pem"))?;
+                }
+                if let Some(cert) = read_opt(&d.join("cert.pem"))? {
+                    let mut pem = cert;
+                    if let Some(chain) = read_opt(&d.join("chain.pem"))? {
+                        if !pem.ends_with(b"\n") {
+                            pem.push(b'\n');
+                        }
+                        pem.extend(chain);
+                    }
+                    let mode = FileKind::Cert.mode(g);
+                    self.vfs
+                        .write_atomic(&d.join("pubcert.pem"), &pem, mode, g.child_owned())?;
+                    self.vfs.remove_file(&d.join("cert.pem"))?;
+                    self.vfs.remove_file(&d.join("chain.pem"))?;
+                }
+            }
+        }
+        self.meta.version = STORE_VERSION;
+        self.vfs.write_atomic(
+            &self.root.join(STORE_JSON),
+            &self.meta.to_json(),
+            0o600,
+            false,
+        )
+    }
+
+    /// Complete a committed pair write: drop the old certificate, move the new key in, then
+    /// the new certificate, then the marker. Every step is skipped if already done, so this
+    /// is also the crash recovery. No state along the way has a key next to a certificate
+    /// that does not belong to it.
+    fn finish_pair(&self, marker: &Path) -> Result<(), StoreError> {
+        let dir = parent_dir(marker);
+        let key_file =
+            String::from_utf8_lossy(&fs::read(marker).map_err(|source| StoreError::Io {
+                op: "read",
+                path: marker.to_path_buf(),
+                source,
+            })?)
+            .into_owned();
+        valid_name(&key_file)?;
+        let cert_name = marker
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(PAIR))
+            .ok_or_else(|| StoreError::InvalidName(marker.display().to_string()))?;
+        let (kp, cp) = (dir.join(&key_file), dir.join(cert_name));
+        let (kn, cn) = (suffixed(&kp, NEW), suffixed(&cp, NEW));
+        if kn.exists() {
+            self.vfs.remove_file(&cp)?;
+            self.vfs.rename(&kn, &kp)?;
+        }
+        if cn.exists() {
+            self.vfs.rename(&cn, &cp)?;
+        }
+        self.vfs.remove_file(marker)
+    }
+
+    /// `tmp/@ready@<name>` -> `domains/<name>`, archiving the current one first.
+    fn roll_forward(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let ready = self.group_dir(Group::Tmp).join(format!("{READY}{name}"));
+        let active = self.dir(Group::Domains, name)?;
+        let mut archived = None;
+        if active.exists() {
+            let n = (1..=MAX_ARCHIVE)
+                .find(|n| {
+                    !self
+                        .group_dir(Group::Archive)
+                        .join(format!("{name}.{n}"))
+                        .exists()
+                })
+                .ok_or_else(|| StoreError::Io {
+                    op: "archive",
+                    path: self.group_dir(Group::Archive),
+                    source: std::io::Error::other("all archive slots 1..999 in use"),
+                })?;
+            let an = format!("{name}.{n}");
+            self.vfs
+                .rename(&active, &self.group_dir(Group::Archive).join(&an))?;
+            archived = Some(an);
+        }
+        self.vfs.rename(&ready, &active)?;
+        Ok(archived)
+    }
+
+    fn list_dir(&self, dir: &Path) -> Result<Vec<(String, bool)>, StoreError> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    op: "list",
+                    path: dir.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            if let Some(n) = e.file_name().to_str() {
+                let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                out.push((n.to_string(), is_dir));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+impl Store for FsStore {
+    fn secret(&self) -> &[u8] {
+        &self.meta.secret
+    }
+
+    fn load(&self, group: Group, name: &str, file: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        read_opt(&self.file(group, name, file)?)
+    }
+
+    fn save(
+        &self,
+        group: Group,
+        name: &str,
+        file: &str,
+        data: &[u8],
+        kind: FileKind,
+    ) -> Result<(), StoreError> {
+        let path = self.file(group, name, file)?;
+        self.ensure_dir(group, name)?;
+        self.vfs
+            .write_atomic(&path, data, kind.mode(group), group.child_owned())
+    }
+
+    fn remove(&self, group: Group, name: &str, file: &str) -> Result<(), StoreError> {
+        self.vfs.remove_file(&self.file(group, name, file)?)
+    }
+
+    fn exists(&self, group: Group, name: &str, file: &str) -> bool {
+        self.file(group, name, file).is_ok_and(|p| p.exists())
+    }
+
+    fn names(&self, group: Group) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .list_dir(&self.group_dir(group))?
+            .into_iter()
+            .filter(|(n, d)| *d && valid_name(n).is_ok())
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    fn files(&self, group: Group, name: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .list_dir(&self.dir(group, name)?)?
+            .into_iter()
+            .filter(|(n, d)| !*d && !n.ends_with(".tmp") && !n.ends_with(NEW) && !n.ends_with(PAIR))
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    fn purge(&self, group: Group, name: &str) -> Result<(), StoreError> {
+        // md.json first: a half-removed directory must not look like a complete MD/staging set
+        self.vfs
+            .remove_dir_all(&self.dir(group, name)?, &[files::MD, files::JOB])
+    }
+
+    fn rename(&self, group: Group, from: &str, to: &str) -> Result<(), StoreError> {
+        let (a, b) = (self.dir(group, from)?, self.dir(group, to)?);
+        if b.exists() {
+            return Err(StoreError::Io {
+                op: "rename",
+                path: b,
+                source: std::io::ErrorKind::AlreadyExists.into(),
+            });
+        }
+        self.vfs.rename(&a, &b)
+    }
+
+    fn save_pair(
+        &self,
+        group: Group,
+        name: &str,
+        key_file: &str,
+        key_pem: &[u8],
+        cert_file: &str,
+        cert_pem: &[u8],
+    ) -> Result<(), StoreError> {
+        let (kp, cp) = (
+            self.file(group, name, key_file)?,
+            self.file(group, name, cert_file)?,
+        );
+        self.ensure_dir(group, name)?;
+        let own = group.child_owned();
+        let (kn, cn) = (suffixed(&kp, NEW), suffixed(&cp, NEW));
+        self.vfs
+            .write_tmp(&kn, key_pem, FileKind::PrivateKey.mode(group), own)?;
+        if let Err(e) = self
+            .vfs
+            .write_tmp(&cn, cert_pem, FileKind::Cert.mode(group), own)
+        {
+            let _ = fs::remove_file(&kn);
+            return Err(e);
+        }
+        // Commit point: the marker names the key that belongs to the certificate. Before it
+        // exists recovery drops the .new files; after it, recovery completes the swap.
+        let marker = suffixed(&cp, PAIR);
+        if let Err(e) = self
+            .vfs
+            .write_atomic(&marker, key_file.as_bytes(), 0o600, own)
+        {
+            if !self.vfs.is_crashed() {
+                let _ = fs::remove_file(&kn);
+                let _ = fs::remove_file(&cn);
+            }
+            return Err(e);
+        }
+        self.finish_pair(&marker)
+    }
+
+    fn activate_set(
+        &self,
+        name: &str,
+        files: &[(String, Vec<u8>, FileKind)],
+    ) -> Result<Option<String>, StoreError> {
+        valid_name(name)?;
+        let ready = self.group_dir(Group::Tmp).join(format!("{READY}{name}"));
+        // a ready set left by a crash is older than the one we are about to write
+        self.vfs.remove_dir_all(&ready, &[])?;
+        self.purge(Group::Tmp, name)?;
+        let work = self.ensure_dir(Group::Tmp, name)?;
+        for (f, data, kind) in files {
+            valid_name(f)?;
+            let mode = kind.mode(Group::Domains);
+            if let Err(e) = self.vfs.write_atomic(&work.join(f), data, mode, false) {
+                let _ = self.purge(Group::Tmp, name);
+                return Err(e);
+            }
+        }
+        // commit point: from here on recovery completes the activation
+        self.vfs.rename(&work, &ready)?;
+        self.roll_forward(name)
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        for (n, is_dir) in self.list_dir(&self.group_dir(Group::Tmp))? {
+            if let Some(name) = n.strip_prefix(READY) {
+                if is_dir {
+                    self.roll_forward(name)?;
+                }
+            } else if is_dir {
+                // an activation that never reached its commit point
+                self.vfs
+                    .remove_dir_all(&self.group_dir(Group::Tmp).join(&n), &[])?;
+            }
+        }
+        // pair writes past their commit point are completed; other temp files are dropped
+        for g in [
+            Group::Domains,
+            Group::Staging,
+            Group::Accounts,
+            Group::Archive,
+            Group::Challenges,
+        ] {
+            for name in self.names(g)? {
+                let d = self.dir(g, &name)?;
+                for (f, _) in self
+                    .list_dir(&d)?
+                    .iter()
+                    .filter(|(f, d)| !d && f.ends_with(PAIR))
+                {
+                    self.finish_pair(&d.join(f))?;
+                }
+                for (f, is_dir) in self.list_dir(&d)? {
+                    if !is_dir && (f.ends_with(".tmp") || f.ends_with(NEW)) {
+                        self.vfs.remove_file(&d.join(f))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn path(&self, group: Group, name: &str, file: &str) -> Option<PathBuf> {
+        self.file(group, name, file).ok()
+    }
+
+    fn load_reachability(&self) -> Result<Option<HttpdReachability>, StoreError> {
+        Ok(read_opt(&self.root.join(HTTPD_JSON))?.and_then(|t| HttpdReachability::parse(&t)))
+    }
+
+    fn save_reachability(&self, r: HttpdReachability) -> Result<(), StoreError> {
+        let p = self.root.join(HTTPD_JSON);
+        if r == HttpdReachability::default() {
+            return self.vfs.remove_file(&p);
+        }
+        self.vfs.write_atomic(&p, &r.to_json(), 0o600, false)
+    }
+}
