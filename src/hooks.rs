@@ -11,9 +11,12 @@ use crate::{apr, ffi};
 use md_core::config::values::RenewMode;
 use md_core::config::vhosts::{self, Diagnostic, VHost};
 use md_core::config::Origin;
+use md_core::drive::renew::RenewSettings;
 use md_core::log::Level;
 use md_core::md::challenges::{self, ChallengeSupport, Reachability};
 use md_core::md::ManagedDomain;
+use md_core::reg::{Activation, Registry};
+use md_core::store::{FsStore, StoreOptions};
 
 const OK: c_int = ffi::OK;
 const DECLINED: c_int = ffi::DECLINED;
@@ -69,10 +72,50 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
             Some(dir) => dir.into(),
             None => std::path::Path::new(&server_root).join("md"),
         };
-        if let Err(e) = std::fs::create_dir_all(&state.store_dir) {
-            let dir = state.store_dir.display();
-            log_s!(s, Level::Err, "AH10046: setup store for {dir}: {e}");
-            return FAILED;
+        let registry = match open_store(&state.store_dir) {
+            Ok(store) => Registry::new(store),
+            Err(e) => {
+                let dir = state.store_dir.display();
+                log_s!(s, Level::Err, "AH10046: setup store for {dir}: {e}");
+                return FAILED;
+            }
+        };
+        if diagnostics.iter().any(|d| d.fatal) {
+            return report(s, &diagnostics);
+        }
+        match registry.sync(&state.mds) {
+            Ok(sync) => {
+                for (name, err) in &sync.errors {
+                    log_s!(
+                        s,
+                        Level::Err,
+                        "AH10172: md[{name}]: error syncing to store: {err}"
+                    );
+                }
+            }
+            Err(e) => {
+                log_s!(s, Level::Err, "AH10172: error syncing to store: {e}");
+                return FAILED;
+            }
+        }
+        // Staged certificates become active at every (re)start, not on the dry run.
+        if !is_dry_run() {
+            let names: Vec<&str> = state.mds.iter().map(|m| m.name.as_str()).collect();
+            for (name, result) in registry.load_stagings(names) {
+                match result {
+                    Ok(Activation::Activated { .. }) => {
+                        log_s!(s, Level::Notice, "AH10068: {name}: staged set activated");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        log_s!(
+                            s,
+                            Level::Err,
+                            "AH10069: {name}: error loading staged set: {e}"
+                        )
+                    }
+                }
+            }
         }
         // Assign MDs to vhosts now: mod_ssl asks for each SSL vhost's files before our
         // second post_config runs.
@@ -89,6 +132,25 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
         );
         report(s, &diagnostics)
     })
+}
+
+/// The child user (`User`/`Group`) when httpd runs as root: it must own what the renewal
+/// child writes.
+fn child_owner() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions; ap_unixd_config is set while reading the config.
+    unsafe {
+        (libc::geteuid() == 0)
+            .then_some((ffi::ap_unixd_config.user_id, ffi::ap_unixd_config.group_id))
+    }
+}
+
+/// Open (and on first use lay out) the store, in the parent.
+pub fn open_store(dir: &std::path::Path) -> Result<FsStore, String> {
+    let opts = StoreOptions {
+        child_owner: child_owner(),
+        ..Default::default()
+    };
+    FsStore::open(dir, opts).map_err(|e| e.to_string())
 }
 
 /// The servers of this config (base first), as md-core sees them.
@@ -201,21 +263,49 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             }
         }
         // Watched: every MD except auto-renewed ones that no vhost uses.
-        let watched: Vec<ManagedDomain> = state
+        let watched: Vec<(ManagedDomain, ChallengeSupport)> = state
             .mds
             .iter()
             .zip(&linked.md_vhosts)
             .filter(|(md, vs)| !(md.renew_mode == RenewMode::Auto && vs.is_empty()))
-            .map(|(md, _)| md.clone())
+            .map(|(md, _)| {
+                let support = ChallengeSupport {
+                    reach,
+                    acme_tls_1: !md.acme_tls_1.is_empty(),
+                    dns01_cmd: md.env.dns01_cmd.is_some(),
+                };
+                (md.clone(), support)
+            })
             .collect();
         if watched.is_empty() {
             return OK;
         }
+        let store = match open_store(&state.store_dir) {
+            Ok(store) => store,
+            Err(e) => {
+                let dir = state.store_dir.display();
+                log_s!(s, Level::Err, "AH10046: setup store for {dir}: {e}");
+                return FAILED;
+            }
+        };
         let g = &state.config.global;
-        let (interval, delay) = (g.check_interval, g.initial_delay);
+        let defaults = RenewSettings::default();
+        let settings = RenewSettings {
+            retry_delay: g.retry_delay.unwrap_or(defaults.retry_delay),
+            retry_failover: g.retry_failover.unwrap_or(defaults.retry_failover),
+            activation_delay: g.activation_delay.unwrap_or_default(),
+            dns01_version: g.dns01_version.unwrap_or(1),
+        };
+        let plan = watchdog::RenewPlan {
+            mds: watched,
+            store,
+            store_dir: state.store_dir.clone(),
+            settings,
+            check_interval: g.check_interval,
+            initial_delay: g.initial_delay,
+        };
         // SAFETY: pconf and s are live; the watchdog data is owned by pconf.
-        let started =
-            unsafe { watchdog::start(pconf, s, watched, state.store_dir.clone(), interval, delay) };
+        let started = unsafe { watchdog::start(pconf, s, plan) };
         match started {
             Ok(()) => OK,
             Err(rv) => {

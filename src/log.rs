@@ -60,3 +60,22 @@ pub fn log_server(s: *const ffi::server_rec, level: Level, status: i32, msg: &st
         write(c"mod_md", 0, s, level, status, msg);
     }
 }
+
+/// A [`md_core::log::LogSink`] writing for one server; md-core's lines carry the file name
+/// `md-core`.
+pub struct ServerLog(pub *const ffi::server_rec);
+
+// SAFETY: the server_rec is read-only after startup and lives as long as the generation;
+// ap_log_error may be called from any thread.
+unsafe impl Send for ServerLog {}
+// SAFETY: as above.
+unsafe impl Sync for ServerLog {}
+
+impl md_core::log::LogSink for ServerLog {
+    fn enabled(&self, level: Level) -> bool {
+        enabled(self.0, level)
+    }
+    fn log(&self, level: Level, status: i32, msg: &str) {
+        write(c"md-core", 0, self.0, level, status, msg);
+    }
+}

@@ -1,56 +1,72 @@
 //! The renewal watchdog: a singleton mod_watchdog thread in one child process (the `User`),
-//! never in the parent (FFI-NOTES (e), (j)). Each run is short, returns success (a failing
-//! callback is never called again), and reschedules itself.
+//! never in the parent (FFI-NOTES (e), (j)). Each run renews what is due (up to
+//! [`MAX_PARALLEL`] MDs at once, so many MDs do not queue behind one another), records the
+//! results in the store, returns success (a failing callback is never called again) and
+//! reschedules itself for the earliest next job.
 
 use std::ffi::{c_int, c_void};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::Utc;
 
 use crate::guard::guard;
-use crate::log::log_s;
+use crate::log::{log_s, ServerLog};
 use crate::{apr, ffi};
-use md_core::drive::{self, check::check_md};
+use md_core::drive;
+use md_core::drive::renew::{MdOutcome, RenewSettings, Renewer};
 use md_core::log::Level;
+use md_core::md::challenges::ChallengeSupport;
 use md_core::md::ManagedDomain;
+use md_core::store::FsStore;
 use md_core::time::jittered;
 
 /// Default MDCheckInterval.
 const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(12 * 3600);
+/// Renewals of different MDs that run at the same time.
+pub const MAX_PARALLEL: usize = 4;
 
-/// What the renewal watchdog works on; owned by pconf, read in the child.
-pub struct RenewWatch {
-    mds: Vec<ManagedDomain>,
-    store_dir: PathBuf,
-    check_interval: Duration,
+/// What the renewal watchdog works on, prepared in the parent.
+pub struct RenewPlan {
+    /// Watched MDs with what the server offers for their challenges.
+    pub mds: Vec<(ManagedDomain, ChallengeSupport)>,
+    /// The store, opened in the parent (it holds the secret the child cannot read).
+    pub store: FsStore,
+    /// Its directory.
+    pub store_dir: PathBuf,
+    /// Retry, failover, activation settings.
+    pub settings: RenewSettings,
+    /// MDCheckInterval.
+    pub check_interval: Option<Duration>,
+    /// MDInitialDelay.
+    pub initial_delay: Option<Duration>,
+}
+
+struct RenewWatch {
+    plan: RenewPlan,
     server: *mut ffi::server_rec,
     wd: *mut ffi::ap_watchdog_t,
 }
 
-/// Start the renewal watchdog for the watched MDs (post_config, not on the dry run).
+/// Start the renewal watchdog (post_config, not on the dry run).
 ///
 /// # Safety
 /// `pconf` and `s` must be httpd's live config pool and base server.
 pub unsafe fn start(
     pconf: *mut ffi::apr_pool_t,
     s: *mut ffi::server_rec,
-    mds: Vec<ManagedDomain>,
-    store_dir: PathBuf,
-    check_interval: Option<Duration>,
-    initial_delay: Option<Duration>,
+    plan: RenewPlan,
 ) -> Result<(), ffi::apr_status_t> {
+    let first = plan.initial_delay.unwrap_or_default().as_micros() as ffi::apr_interval_time_t;
     let watch = RenewWatch {
-        mds,
-        store_dir,
-        check_interval: check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL),
+        plan,
         server: s,
         wd: std::ptr::null_mut(),
     };
     // SAFETY: the watch lives in pconf as long as the watchdog of this generation.
     unsafe {
         let watch = apr::pool_box(pconf, watch);
-        let first = initial_delay.unwrap_or_default().as_micros() as ffi::apr_interval_time_t;
         let rv = ffi::md_rs_glue_watchdog_start(
             pconf,
             c"_md_renew_".as_ptr(),
@@ -67,7 +83,7 @@ pub unsafe fn start(
     }
 }
 
-/// mod_watchdog: one run of the renewal check.
+/// mod_watchdog: one run.
 unsafe extern "C" fn renew_callback(
     state: c_int,
     data: *mut c_void,
@@ -79,7 +95,13 @@ unsafe extern "C" fn renew_callback(
         if state != ffi::AP_WATCHDOG_STATE_RUNNING as c_int {
             return 0;
         }
-        let next = run_checks(watch);
+        let next = run_pass(watch);
+        log_s!(
+            watch.server,
+            Level::Debug,
+            "next renewal check in {} s",
+            next.as_secs()
+        );
         // SAFETY: wd and data belong to this generation's watchdog.
         unsafe {
             ffi::md_rs_glue_watchdog_set_interval(
@@ -93,39 +115,39 @@ unsafe extern "C" fn renew_callback(
     })
 }
 
-/// Check every watched MD; returns the delay until the next run.
-fn run_checks(watch: &RenewWatch) -> Duration {
+/// Renew what is due (bounded parallelism); returns the delay until the next run.
+fn run_pass(watch: &RenewWatch) -> Duration {
+    let plan = &watch.plan;
+    let log = ServerLog(watch.server);
+    let renewer = Renewer::new(
+        &plan.store,
+        plan.store_dir.clone(),
+        &log,
+        plan.settings.clone(),
+    );
     let now = Utc::now();
-    let mut next = jittered(watch.check_interval, drive::random_jitter());
-    for md in &watch.mds {
-        let c = check_md(md, &watch.store_dir, now);
-        if c.is_due(now) {
-            // Obtaining certificates is not part of this build yet (README "Status").
-            log_s!(
-                watch.server,
-                Level::Info,
-                "{}: renewal due, but this build does not renew",
-                md.name
-            );
-        } else if c.renews {
-            let until = (c.renew_at - now).to_std().unwrap_or_default();
-            next = next.min(until);
-            log_s!(
-                watch.server,
-                Level::Debug,
-                "{}: renewal due at {}",
-                md.name,
-                c.renew_at
-            );
+    let interval = plan.check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL);
+    let next = Mutex::new(jittered(interval, drive::random_jitter()));
+    let queue = Mutex::new(plan.mds.iter());
+    std::thread::scope(|scope| {
+        for _ in 0..MAX_PARALLEL.min(plan.mds.len()) {
+            scope.spawn(|| loop {
+                let Some((md, support)) = queue.lock().unwrap_or_else(|p| p.into_inner()).next()
+                else {
+                    break;
+                };
+                let until = match renewer.run_md(md, *support, now) {
+                    MdOutcome::Idle(Some(t)) | MdOutcome::Failed(t) => Some(t),
+                    MdOutcome::Idle(None) | MdOutcome::Staged => None,
+                };
+                if let Some(t) = until {
+                    let d = (t - Utc::now()).to_std().unwrap_or_default();
+                    let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
+                    *n = (*n).min(d);
+                }
+            });
         }
-        if c.warn {
-            log_s!(
-                watch.server,
-                Level::Warning,
-                "{}: certificate is in its warn window",
-                md.name
-            );
-        }
-    }
+    });
+    let next = next.into_inner().unwrap_or_else(|p| p.into_inner());
     next.max(Duration::from_secs(1))
 }

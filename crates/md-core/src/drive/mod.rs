@@ -1,6 +1,8 @@
 //! The renewal driver: deciding when each MD is renewed, and running renewals.
 
 pub mod check;
+pub mod job;
+pub mod renew;
 pub mod responder;
 pub mod schedule;
 
