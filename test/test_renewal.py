@@ -1,0 +1,186 @@
+"""Obtaining certificates from a real CA (pebble) in a real httpd, side by side with the C
+module: http-01, tls-alpn-01, dns-01 with a wildcard, two key specs; then activation at a
+graceful restart and the served chain verified against pebble's root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import stat
+import time
+
+import pytest
+
+from lib.httpd import HttpdServer
+from lib.pebble import Pebble
+
+
+@pytest.fixture
+def ca_env(httpd_factory):
+    """(httpd server, pebble) pair on run-time ports; both stopped at teardown."""
+    made = []
+
+    def make(**kw):
+        srv = httpd_factory(log_level="warn md:debug", **kw)
+        peb = Pebble(str(srv.dir), srv.http_port, srv.https_port).start()
+        made.append(peb)
+        return srv, peb
+
+    yield make
+    for peb in made:
+        peb.stop()
+
+
+def md_conf(srv: HttpdServer, peb: Pebble, body: str, challenges="http-01") -> str:
+    # The harness defaults point at an unreachable CA; this replaces it.
+    return (f"MDCertificateAuthority {peb.directory_url}\n"
+            f"MDCACertificateFile {peb.ca_file}\n"
+            "MDCertificateAgreement accepted\n"
+            "MDContactEmail admin@example.test\n"
+            f"MDPortMap http:{srv.http_port} https:{srv.https_port}\n"
+            + (f"MDCAChallenges {challenges}\n" if challenges else "") + body)
+
+
+def vhosts(name: str, aliases: str = "", extra: str = "") -> str:
+    alias = f"    ServerAlias {aliases}\n" if aliases else ""
+    return (f"<VirtualHost 127.0.0.1:@HTTP_PORT@>\n    ServerName {name}\n{alias}"
+            "</VirtualHost>\n"
+            f"<VirtualHost 127.0.0.1:@HTTPS_PORT@>\n    ServerName {name}\n{alias}"
+            f"    SSLEngine on\n{extra}</VirtualHost>\n")
+
+
+def wait_staged(srv: HttpdServer, md: str, timeout=60) -> dict:
+    job = srv.dir / "md" / "staging" / md / "job.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if job.exists():
+            try:
+                j = json.loads(job.read_text())
+            except ValueError:
+                j = {}
+            if j.get("finished"):
+                return j
+        time.sleep(0.1)
+    raise AssertionError(f"{md} not staged in {timeout}s; job: "
+                         f"{job.read_text() if job.exists() else '-'}\n{srv.error_log()[-4000:]}")
+
+
+def graceful(srv: HttpdServer, timeout=20):
+    n = srv.error_log().count("AH00489")
+    os.kill(srv.proc.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while srv.error_log().count("AH00489") <= n:
+        assert time.monotonic() < deadline, srv.error_log()[-3000:]
+        time.sleep(0.1)
+
+
+def served_chain_ok(srv: HttpdServer, peb: Pebble, host: str, ecdsa: bool | None = None):
+    """Handshake with SNI `host`, verifying against pebble's root; returns the leaf (dict)."""
+    root = srv.dir / "pebble-root.pem"
+    root.write_text(peb.root_pem())
+    ctx = ssl.create_default_context(cafile=str(root))
+    if ecdsa is not None:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256" if ecdsa else
+                        "ECDHE-RSA-AES128-GCM-SHA256")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", srv.https_port), timeout=10) as s:
+                with ctx.wrap_socket(s, server_hostname=host) as tls:
+                    return tls.getpeercert()
+        except ssl.SSLCertVerificationError:
+            # right after a graceful restart an old child may still answer with the fallback
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def issuer_cn(cert: dict) -> str:
+    return dict(x[0] for x in cert["issuer"])["commonName"]
+
+
+def test_http01_two_names_staged_activated_served(ca_env, md_module):
+    srv, peb = ca_env()
+    srv.render(md_conf(srv, peb, "MDomain a.test www.a.test\n" + vhosts("a.test", "www.a.test")))
+    assert srv.start().started
+    job = wait_staged(srv, "a.test")
+    assert job["errors"] == 0 if "errors" in job else True
+    staging = srv.dir / "md" / "staging" / "a.test"
+    assert {"md.json", "job.json", "pubcert.pem"} <= set(os.listdir(staging))
+    graceful(srv)
+    for host in ("a.test", "www.a.test"):
+        cert = served_chain_ok(srv, peb, host)
+        assert issuer_cn(cert).startswith("Pebble Intermediate CA")
+        sans = {v for k, v in cert["subjectAltName"]}
+        assert sans == {"a.test", "www.a.test"}
+    domains = srv.dir / "md" / "domains" / "a.test"
+    files = set(os.listdir(domains))
+    assert {"md.json", "privkey.pem", "pubcert.pem"} <= files, files
+    mode = stat.S_IMODE(os.stat(domains / "privkey.pem").st_mode)
+    assert mode == 0o600
+    md = json.loads((domains / "md.json").read_text())
+    assert md["ca"]["url"] == peb.directory_url and md["ca"]["account"].startswith("ACME-")
+    assert md["domains"] == ["a.test", "www.a.test"]
+    accounts = os.listdir(srv.dir / "md" / "accounts")
+    assert len(accounts) == 1 and accounts[0] == md["ca"]["account"]
+    assert not (srv.dir / "md" / "staging" / "a.test").exists()
+
+
+def test_tls_alpn01(ca_env, md_module):
+    srv, peb = ca_env()
+    srv.render(md_conf(srv, peb, "MDomain a.test\n"
+                       + vhosts("a.test", extra="    Protocols http/1.1 acme-tls/1\n"),
+                       challenges="tls-alpn-01"))
+    assert srv.start().started
+    wait_staged(srv, "a.test")
+    graceful(srv)
+    assert issuer_cn(served_chain_ok(srv, peb, "a.test")).startswith("Pebble Intermediate CA")
+
+
+def test_two_key_specs_two_certificates(ca_env, md_module):
+    srv, peb = ca_env()
+    srv.render(md_conf(srv, peb, "<MDomain a.test>\n    MDPrivateKeys secp256r1 rsa2048\n"
+                       "</MDomain>\n" + vhosts("a.test")))
+    assert srv.start().started
+    wait_staged(srv, "a.test")
+    graceful(srv)
+    domains = srv.dir / "md" / "domains" / "a.test"
+    assert {"pubcert.pem", "pubcert.secp256r1.pem"} <= set(os.listdir(domains))
+    ec = served_chain_ok(srv, peb, "a.test", ecdsa=True)
+    rsa = served_chain_ok(srv, peb, "a.test", ecdsa=False)
+    assert ec["serialNumber"] != rsa["serialNumber"]
+
+
+DNS_SCRIPT = """#!/bin/sh
+# MDChallengeDns01 test script: setup|teardown <domain> [value] -> challtestsrv's TXT records
+echo "$@" >> "{log}"
+case "$1" in
+  setup) curl -sf -X POST -d '{{"host":"_acme-challenge.'$2'.","value":"'$3'"}}' \\
+             http://127.0.0.1:{port}/set-txt ;;
+  teardown) curl -sf -X POST -d '{{"host":"_acme-challenge.'$2'."}}' \\
+             http://127.0.0.1:{port}/clear-txt ;;
+esac
+"""
+
+
+def test_dns01_wildcard(ca_env, md_module):
+    srv, peb = ca_env()
+    log = srv.write_file("dns-calls.log", "", mode=0o666)  # the script runs as the User
+    script = srv.write_file("conf/dns01.sh",
+                            DNS_SCRIPT.format(log=log, port=peb.chall_mgmt_port), mode=0o755)
+    srv.render(md_conf(srv, peb, f"MDChallengeDns01 {script}\nMDomain w.test *.w.test\n"
+                       + vhosts("w.test", "*.w.test"), challenges="dns-01"))
+    os.chmod(srv.dir / "conf", 0o755)
+    assert srv.start().started
+    wait_staged(srv, "w.test")
+    calls = log.read_text().split("\n")
+    assert any(c.startswith("setup w.test ") for c in calls), calls
+    assert any(c.startswith("teardown w.test") for c in calls), calls
+    graceful(srv)
+    cert = served_chain_ok(srv, peb, "x.w.test")
+    assert {v for k, v in cert["subjectAltName"]} == {"w.test", "*.w.test"}
