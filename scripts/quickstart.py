@@ -65,6 +65,7 @@ User www-data
 Group www-data
 LoadModule mpm_event_module {mods}/mod_mpm_event.so
 LoadModule authz_core_module {mods}/mod_authz_core.so
+LoadModule dir_module {mods}/mod_dir.so
 LoadModule socache_shmcb_module {mods}/mod_socache_shmcb.so
 LoadModule ssl_module {mods}/mod_ssl.so
 LoadModule md_module {so}

@@ -21,13 +21,15 @@ from lib.pebble import Pebble
 
 @pytest.fixture
 def ca_env(httpd_factory):
-    """(httpd server, pebble) pair on run-time ports; both stopped at teardown."""
+    """(httpd server, pebble) pair on run-time ports; both stopped at teardown. With
+    `running=False` pebble's CA exists but pebble is not started (a CA that is down)."""
     made = []
 
-    def make(**kw):
+    def make(running=True, **kw):
         srv = httpd_factory(log_level="warn md:debug", **kw)
-        peb = Pebble(str(srv.dir), srv.http_port, srv.https_port).start()
+        peb = Pebble(str(srv.dir), srv.http_port, srv.https_port)
         made.append(peb)
+        peb.start() if running else peb.prepare()
         return srv, peb
 
     yield make
@@ -184,3 +186,67 @@ def test_dns01_wildcard(ca_env, md_module):
     graceful(srv)
     cert = served_chain_ok(srv, peb, "x.w.test")
     assert {v for k, v in cert["subjectAltName"]} == {"w.test", "*.w.test"}
+
+
+def read_job(srv: HttpdServer, md: str) -> dict:
+    try:
+        return json.loads((srv.dir / "md" / "staging" / md / "job.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def test_ca_down_backoff_and_recovery(ca_env, md_module):
+    srv, peb = ca_env(running=False)
+    srv.render(md_conf(srv, peb, "MDRetryDelay 1s\nMDomain a.test\n" + vhosts("a.test")))
+    assert srv.start().started
+    deadline = time.monotonic() + 30
+    while read_job(srv, "a.test").get("errors", 0) < 2:
+        assert time.monotonic() < deadline, srv.error_log()[-3000:]
+        time.sleep(0.1)
+    job = read_job(srv, "a.test")
+    assert job["next-run"] and not job["finished"]
+    assert str(peb.port) in json.dumps(job["last"]), job["last"]
+    assert "AH10056" in srv.error_log()
+    peb.start()  # the CA comes back: the next retry succeeds
+    job = wait_staged(srv, "a.test", timeout=60)
+    graceful(srv)
+    assert issuer_cn(served_chain_ok(srv, peb, "a.test")).startswith("Pebble Intermediate CA")
+
+
+KILL_SCRIPT = """#!/bin/sh
+# First dns-01 setup: note the renewing child's pid and hang, so the test can kill the child.
+if [ "$1" = setup ] && [ ! -e "{mark}" ]; then
+  echo "$PPID $$" > "{mark}.tmp" && mv "{mark}.tmp" "{mark}"
+  exec sleep 60
+fi
+""" + DNS_SCRIPT.split("\n", 1)[1]
+
+
+def test_child_killed_mid_renewal_resumes_with_same_account(ca_env, md_module):
+    srv, peb = ca_env()
+    mark = srv.dir / "run" / "renewing-child.pid"
+    log = srv.write_file("dns-calls.log", "", mode=0o666)
+    os.chmod(srv.dir / "run", 0o777)
+    script = srv.write_file("conf/dns01.sh", KILL_SCRIPT.format(
+        mark=mark, log=log, port=peb.chall_mgmt_port), mode=0o755)
+    srv.render(md_conf(srv, peb, f"MDRetryDelay 1s\nMDChallengeDns01 {script}\n"
+                       "MDomain a.test\n" + vhosts("a.test"), challenges="dns-01"))
+    assert srv.start().started
+    deadline = time.monotonic() + 30
+    while not mark.exists() or not mark.read_text().strip():
+        assert time.monotonic() < deadline, srv.error_log()[-3000:]
+        time.sleep(0.1)
+    staged_account = srv.dir / "md" / "staging" / "a.test" / "account.json"
+    accounts_before = (json.loads(staged_account.read_text())["url"]
+                       if staged_account.exists() else None)
+    child, script_pid = (int(x) for x in mark.read_text().split())
+    os.kill(child, signal.SIGKILL)  # the renewing child, in the middle of the order
+    os.kill(script_pid, signal.SIGKILL)  # and the hanging script it started (now orphaned)
+    job = wait_staged(srv, "a.test", timeout=90)
+    graceful(srv)
+    assert issuer_cn(served_chain_ok(srv, peb, "a.test")).startswith("Pebble Intermediate CA")
+    accounts = os.listdir(srv.dir / "md" / "accounts")
+    assert len(accounts) == 1, accounts
+    if accounts_before:
+        acct = json.loads((srv.dir / "md" / "accounts" / accounts[0] / "account.json").read_text())
+        assert acct["url"] == accounts_before

@@ -64,8 +64,15 @@ class Pebble:
     def directory_url(self):
         return f"https://127.0.0.1:{self.port}/dir"
 
+    def prepare(self):
+        """Make pebble's TLS CA (so a client can be configured before pebble runs)."""
+        if not getattr(self, "ca_file", None):
+            self.ca_file, self._cert, self._key = make_tls_ca(os.path.join(self.dir, "tls"))
+        return self
+
     def start(self, timeout=20):
-        self.ca_file, cert, key = make_tls_ca(os.path.join(self.dir, "tls"))
+        self.prepare()
+        cert, key = self._cert, self._key
         conf = {
             "listenAddress": f"127.0.0.1:{self.port}",
             "managementListenAddress": f"127.0.0.1:{self.mgmt_port}",
