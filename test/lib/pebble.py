@@ -115,8 +115,11 @@ class Pebble:
         raise RuntimeError(f"pebble did not come up: {self.log()}")
 
     def log(self):
+        return self.log_all()[-3000:]
+
+    def log_all(self):
         with open(os.path.join(self.dir, "pebble.log")) as f:
-            return f.read()[-3000:]
+            return f.read()
 
     def _mgmt(self, path):
         ctx = ssl.create_default_context()
