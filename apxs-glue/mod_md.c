@@ -14,6 +14,7 @@
 #include <http_protocol.h>
 #include <http_ssl.h>
 #include <mod_watchdog.h>
+#include <mpm_common.h>
 
 #include "md_rs.h"
 
@@ -92,6 +93,8 @@ const command_rec md_rs_glue_cmds[] = {
     MD_ARGV("MDStoreDir", "the directory for file system storage of managed domain data."),
     MD_ARGV("MDMatchNames", "Determines how DNS names are matched to vhosts."),
     MD_ARGV("MDBaseServer", "Allow managing of base server outside virtual hosts."),
+    MD_ARGV("MDActivationRestart",
+            "on|off: the parent activates finished renewals with a graceful restart"),
     {NULL}};
 
 void md_rs_glue_register_hooks(apr_pool_t *p)
@@ -118,6 +121,9 @@ void md_rs_glue_register_hooks(apr_pool_t *p)
     ap_hook_protocol_switch(md_rs_protocol_switch, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_protocol_get(md_rs_protocol_get, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_ssl_answer_challenge(md_rs_answer_challenge, NULL, NULL, APR_HOOK_MIDDLE);
+
+    /* MDActivationRestart: the MPM parent's maintenance loop (root, single-threaded). */
+    ap_hook_monitor(md_rs_monitor, NULL, NULL, APR_HOOK_MIDDLE);
 
     md_rs_register_hooks(p);
 }

@@ -99,6 +99,7 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
             }
         }
         // Staged certificates become active at every (re)start, not on the dry run.
+        let registry = state.registry.insert(registry);
         if !is_dry_run() {
             let names: Vec<&str> = state.mds.iter().map(|m| m.name.as_str()).collect();
             for (name, result) in registry.load_stagings(names) {

@@ -16,6 +16,7 @@ mod log;
 mod module;
 mod redirect;
 mod request;
+mod restart;
 mod state;
 mod tls_alpn;
 mod watchdog;

@@ -23,6 +23,8 @@ pub struct ModState {
     pub store_dir: PathBuf,
     /// Keys for fallback certificates made in this generation (one per key type).
     pub fallback_keys: md_core::serve::FallbackKeys,
+    /// The store, opened in post_config (parent).
+    pub registry: Option<md_core::reg::Registry<md_core::store::FsStore>>,
 }
 
 impl ModState {

@@ -19,21 +19,37 @@ from lib.httpd import HttpdServer
 from lib.pebble import Pebble
 
 
-@pytest.fixture
-def ca_env(httpd_factory):
-    """(httpd server, pebble) pair on run-time ports; both stopped at teardown. With
-    `running=False` pebble's CA exists but pebble is not started (a CA that is down)."""
+def _ca_env(new_server):
     made = []
 
     def make(running=True, **kw):
-        srv = httpd_factory(log_level="warn md:debug", **kw)
+        srv = new_server(log_level="warn md:debug", **kw)
         peb = Pebble(str(srv.dir), srv.http_port, srv.https_port)
-        made.append(peb)
+        made.append((srv, peb))
         peb.start() if running else peb.prepare()
         return srv, peb
 
+    return make, made
+
+
+@pytest.fixture
+def ca_env(httpd_factory):
+    """(httpd server, pebble) pair on run-time ports, for each module under test; both stopped
+    at teardown. With `running=False` pebble's CA exists but pebble is not started."""
+    make, made = _ca_env(httpd_factory)
     yield make
-    for peb in made:
+    for _, peb in made:
+        peb.stop()
+
+
+@pytest.fixture
+def rs_ca_env():
+    """As ca_env, for mod_md-rs only (features the C module does not have)."""
+    from lib.httpd import module_by_name
+    make, made = _ca_env(lambda **kw: HttpdServer(module_by_name("rs"), **kw))
+    yield make
+    for srv, peb in made:
+        srv.cleanup()
         peb.stop()
 
 
@@ -250,3 +266,49 @@ def test_child_killed_mid_renewal_resumes_with_same_account(ca_env, md_module):
     if accounts_before:
         acct = json.loads((srv.dir / "md" / "accounts" / accounts[0] / "account.json").read_text())
         assert acct["url"] == accounts_before
+
+
+def test_rs_activation_restart_without_failed_requests(rs_ca_env):
+    """MDActivationRestart on (mod_md-rs only): the parent restarts gracefully by itself once
+    the renewal is staged; a request loop running through it sees no failure."""
+    import http.client
+    import threading
+
+    srv, peb = rs_ca_env()
+    srv.write_file("htdocs/index.html", "ok\n")
+    srv.render(md_conf(srv, peb, "MDActivationRestart on\nMDomain a.test\n" + vhosts("a.test")))
+    assert srv.start().started
+    results = {"ok": 0, "failed": []}
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=5)
+                c.request("GET", "/index.html", headers={"Host": "a.test"})
+                status = c.getresponse().status
+                c.close()
+                if status == 200:
+                    results["ok"] += 1
+                else:
+                    results["failed"].append(status)
+            except OSError as e:
+                results["failed"].append(repr(e))
+            time.sleep(0.005)
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        wait_staged(srv, "a.test")
+        # No manual restart: the parent's monitor hook does it (it runs about every 10 s).
+        deadline = time.monotonic() + 40
+        while "AH10068" not in srv.error_log():
+            assert time.monotonic() < deadline, srv.error_log()[-3000:]
+            time.sleep(0.2)
+        cert = served_chain_ok(srv, peb, "a.test")
+        assert issuer_cn(cert).startswith("Pebble Intermediate CA")
+    finally:
+        stop.set()
+        t.join()
+    assert "MDActivationRestart" in srv.error_log()
+    assert results["failed"] == [] and results["ok"] > 50, results

@@ -120,6 +120,8 @@ pub const DIRECTIVES: &[Directive] = &[
     d("MDStaplingKeepResponse", Take1, Anywhere),
     d("MDStaplingRenewWindow", Take1, Anywhere),
     d("MDStoreDir", Take1, NotInSection),
+    // mod_md-rs only: the parent activates finished renewals with a graceful restart.
+    d("MDActivationRestart", Take1, NotInSection),
 ];
 
 /// Look a directive up by its configured name (case-insensitive, as httpd matches them).

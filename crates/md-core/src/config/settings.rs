@@ -116,6 +116,8 @@ pub struct GlobalSettings {
     pub store_dir: Option<String>,
     pub match_names: Option<MatchNames>,
     pub base_server: Option<bool>,
+    /// MDActivationRestart (mod_md-rs): graceful restart by the parent once a renewal is ready.
+    pub activation_restart: Option<bool>,
 }
 
 /// One MD as defined by `MDomain` or an `<MDomain>` section.
@@ -499,6 +501,7 @@ impl ModConfig {
                 self.global.stapling_renew_window = Some(parse_window(name, v, "with a length")?)
             }
             "MDStoreDir" => self.global.store_dir = Some(ctx.resolve(v)),
+            "MDActivationRestart" => self.global.activation_restart = Some(parse_on_off(v)?),
             other => unreachable!("directive {other} has no handler"),
         }
         Ok(Outcome::Done)

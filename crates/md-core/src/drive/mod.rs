@@ -4,6 +4,7 @@ pub mod check;
 pub mod job;
 pub mod renew;
 pub mod responder;
+pub mod restart;
 pub mod schedule;
 
 /// A random jitter factor in [−0.5, 0.5) for [`crate::time::jittered`] (from OpenSSL's RNG, which
