@@ -387,3 +387,33 @@ fn store_lock_excludes_another_process() {
     drop(l);
     holder.stop();
 }
+
+#[test]
+fn concurrent_creation_agrees_on_one_secret() {
+    for _ in 0..10 {
+        let t = TempDir::new("md-basic");
+        let root = t.path().join("md");
+        fs::create_dir_all(&root).unwrap();
+        let secrets: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| open(&root).unwrap().secret().to_vec()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            secrets.windows(2).all(|w| w[0] == w[1]),
+            "one secret for all"
+        );
+        assert_eq!(open(&root).unwrap().secret(), &secrets[0][..]);
+    }
+    let t = TempDir::new("md-basic");
+    let child = StoreOptions {
+        as_child: true,
+        ..Default::default()
+    };
+    assert!(
+        FsStore::open(t.path(), child).is_err(),
+        "a child never creates the secret"
+    );
+    assert!(!t.path().join("md_store.json").exists());
+}
