@@ -417,3 +417,29 @@ fn concurrent_creation_agrees_on_one_secret() {
     );
     assert!(!t.path().join("md_store.json").exists());
 }
+
+#[test]
+fn sync_assesses_coverage() {
+    let t = TempDir::new("md-basic");
+    let reg = Registry::new(open(t.path()).unwrap());
+    let a = md("a.org", &["a.org"], &[KeySpec::Default]);
+    put_active(
+        reg.store(),
+        &a,
+        &CertSet::new(&[KeySpec::Default], &["a.org"], 1),
+    );
+    reg.sync(std::slice::from_ref(&a)).unwrap();
+    assert_eq!(reg.get("a.org").unwrap().unwrap().state, MdState::Complete);
+    // a name added to the MD: the certificate no longer covers it
+    let wider = md("a.org", &["a.org", "new.a.org"], &[KeySpec::Default]);
+    assert_eq!(reg.sync(&[wider]).unwrap().changed, vec!["a.org"]);
+    let rec = reg.get("a.org").unwrap().unwrap();
+    assert_eq!(rec.state, MdState::Incomplete);
+    assert_eq!(
+        rec.state_descr.as_deref(),
+        Some("certificate(rsa) does not cover all domains.")
+    );
+    // back to the covered set: complete again
+    reg.sync(&[a]).unwrap();
+    assert_eq!(reg.get("a.org").unwrap().unwrap().state, MdState::Complete);
+}

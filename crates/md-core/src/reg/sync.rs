@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::md::ManagedDomain;
-use crate::store::{files, Group, MdRecord, MdState, Store, StoreError, StoreExt};
+use crate::store::{files, keys, Group, MdRecord, MdState, Store, StoreError, StoreExt};
 
 use super::Registry;
 
@@ -30,23 +30,40 @@ pub enum SyncError {
     Store(#[from] StoreError),
 }
 
-/// Assessed state from the files present: complete when every key spec has a certificate.
+/// Assessed state from the certificates present: complete when every key spec has a
+/// certificate that covers all names of the MD. MDs with static files are left as they are.
 fn assess(store: &impl Store, rec: &mut MdRecord) {
-    let missing: Vec<&str> = rec
-        .md
-        .private_keys
-        .iter()
-        .filter(|s| !store.exists(Group::Domains, &rec.md.name, &files::pubcert(s)))
-        .map(|s| s.name())
-        .collect();
-    if rec.md.cert_files.is_empty() {
-        if let Some(first) = missing.first() {
+    if !rec.md.cert_files.is_empty() {
+        return;
+    }
+    let mut problem = None;
+    for spec in &rec.md.private_keys {
+        let chain = store
+            .load_chain(Group::Domains, &rec.md.name, &files::pubcert(spec))
+            .ok()
+            .flatten();
+        problem = match chain {
+            None => Some(format!("certificate({}) is missing", spec.name())),
+            Some(c) if !keys::covers_all(&c[0], &rec.md.domains) => Some(format!(
+                "certificate({}) does not cover all domains.",
+                spec.name()
+            )),
+            Some(_) => None,
+        };
+        if problem.is_some() {
+            break;
+        }
+    }
+    match problem {
+        Some(descr) => {
             rec.state = MdState::Incomplete;
-            rec.state_descr = Some(format!("certificate({first}) is missing"));
-        } else if rec.state != MdState::Complete {
+            rec.state_descr = Some(descr);
+        }
+        None if rec.state != MdState::Complete || rec.state_descr.is_some() => {
             rec.state = MdState::Complete;
             rec.state_descr = None;
         }
+        None => {}
     }
 }
 
