@@ -443,3 +443,28 @@ fn sync_assesses_coverage() {
     reg.sync(&[a]).unwrap();
     assert_eq!(reg.get("a.org").unwrap().unwrap().state, MdState::Complete);
 }
+
+#[test]
+fn sync_saves_a_changed_state_description() {
+    let t = TempDir::new("md-basic");
+    let reg = Registry::new(open(t.path()).unwrap());
+    let a = md("a.org", &["a.org", "b.a.org"], &[KeySpec::Default]);
+    reg.sync(std::slice::from_ref(&a)).unwrap();
+    put_active(
+        reg.store(),
+        &a,
+        &CertSet::new(&[KeySpec::Default], &["a.org"], 1),
+    );
+    let mut rec = reg.get("a.org").unwrap().unwrap();
+    rec.state = MdState::Incomplete;
+    rec.state_descr = Some("certificate(rsa) is missing".into());
+    reg.store().save_md(Group::Domains, &rec).unwrap();
+    assert_eq!(
+        reg.sync(std::slice::from_ref(&a)).unwrap().changed,
+        vec!["a.org"]
+    );
+    assert_eq!(
+        reg.get("a.org").unwrap().unwrap().state_descr.as_deref(),
+        Some("certificate(rsa) does not cover all domains.")
+    );
+}

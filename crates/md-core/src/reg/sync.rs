@@ -97,9 +97,9 @@ impl<S: Store> Registry<S> {
             }
             if let Some(rec) = stored.get_mut(&md.name) {
                 let mut changed = rec.update_from_config(md);
-                let before = rec.state;
+                let before = (rec.state, rec.state_descr.clone());
                 assess(st, rec);
-                changed |= rec.state != before;
+                changed |= (rec.state, rec.state_descr.clone()) != before;
                 if changed {
                     st.save_md(Group::Domains, rec)?;
                     report.changed.push(md.name.clone());
