@@ -38,13 +38,14 @@ fn assess(store: &impl Store, rec: &mut MdRecord) {
     }
     let mut problem = None;
     for spec in &rec.md.private_keys {
-        let chain = store
-            .load_chain(Group::Domains, &rec.md.name, &files::pubcert(spec))
+        let leaf = store
+            .load(Group::Domains, &rec.md.name, &files::pubcert(spec))
             .ok()
-            .flatten();
-        problem = match chain {
+            .flatten()
+            .and_then(|pem| keys::leaf_from_pem(&pem).ok());
+        problem = match leaf {
             None => Some(format!("certificate({}) is missing", spec.name())),
-            Some(c) if !keys::covers_all(&c[0], &rec.md.domains) => Some(format!(
+            Some(c) if !keys::covers_all(&c, &rec.md.domains) => Some(format!(
                 "certificate({}) does not cover all domains.",
                 spec.name()
             )),
