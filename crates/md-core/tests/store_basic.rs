@@ -468,3 +468,25 @@ fn sync_saves_a_changed_state_description() {
         Some("certificate(rsa) does not cover all domains.")
     );
 }
+
+#[test]
+fn failed_rename_is_reported_for_that_md_only() {
+    let t = TempDir::new("md-basic");
+    let reg = Registry::new(open(t.path()).unwrap());
+    let a = md("a.org", &["a.org", "www.a.org"], &[KeySpec::Default]);
+    let b = md("b.org", &["b.org"], &[KeySpec::Default]);
+    reg.sync(&[a, b.clone()]).unwrap();
+    // a stray directory where the renamed MD would go
+    fs::create_dir_all(t.path().join("domains/www.a.org/junk")).unwrap();
+    let renamed = md("www.a.org", &["www.a.org", "a.org"], &[KeySpec::Default]);
+    let mut b2 = b;
+    b2.must_staple = true;
+    let rep = reg.sync(&[renamed, b2]).unwrap();
+    assert_eq!(rep.errors.len(), 1, "{rep:?}");
+    assert_eq!(rep.errors[0].0, "www.a.org");
+    assert_eq!(rep.changed, vec!["b.org"]);
+    assert!(
+        reg.store().exists(Group::Domains, "a.org", files::MD),
+        "left in place"
+    );
+}

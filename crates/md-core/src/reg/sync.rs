@@ -110,7 +110,13 @@ impl<S: Store> Registry<S> {
             if let Some(old) = pick_rename(md, &unassigned, &stored) {
                 unassigned.retain(|n| *n != old);
                 let mut rec = stored.remove(&old).expect("candidate is stored");
-                self.rename_md(&old, &md.name)?;
+                if let Err(e) = self.rename_md(&old, &md.name) {
+                    // e.g. a stray domains/<new> directory: this MD only, the admin decides
+                    report
+                        .errors
+                        .push((md.name.clone(), format!("renaming {old}: {e}")));
+                    continue;
+                }
                 rec.update_from_config(md);
                 assess(st, &mut rec);
                 st.save_md(Group::Domains, &rec)?;
