@@ -387,3 +387,106 @@ fn store_lock_excludes_another_process() {
     drop(l);
     holder.stop();
 }
+
+#[test]
+fn concurrent_creation_agrees_on_one_secret() {
+    for _ in 0..10 {
+        let t = TempDir::new("md-basic");
+        let root = t.path().join("md");
+        fs::create_dir_all(&root).unwrap();
+        let secrets: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| open(&root).unwrap().secret().to_vec()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            secrets.windows(2).all(|w| w[0] == w[1]),
+            "one secret for all"
+        );
+        assert_eq!(open(&root).unwrap().secret(), &secrets[0][..]);
+    }
+    let t = TempDir::new("md-basic");
+    let child = StoreOptions {
+        as_child: true,
+        ..Default::default()
+    };
+    assert!(
+        FsStore::open(t.path(), child).is_err(),
+        "a child never creates the secret"
+    );
+    assert!(!t.path().join("md_store.json").exists());
+}
+
+#[test]
+fn sync_assesses_coverage() {
+    let t = TempDir::new("md-basic");
+    let reg = Registry::new(open(t.path()).unwrap());
+    let a = md("a.org", &["a.org"], &[KeySpec::Default]);
+    put_active(
+        reg.store(),
+        &a,
+        &CertSet::new(&[KeySpec::Default], &["a.org"], 1),
+    );
+    reg.sync(std::slice::from_ref(&a)).unwrap();
+    assert_eq!(reg.get("a.org").unwrap().unwrap().state, MdState::Complete);
+    // a name added to the MD: the certificate no longer covers it
+    let wider = md("a.org", &["a.org", "new.a.org"], &[KeySpec::Default]);
+    assert_eq!(reg.sync(&[wider]).unwrap().changed, vec!["a.org"]);
+    let rec = reg.get("a.org").unwrap().unwrap();
+    assert_eq!(rec.state, MdState::Incomplete);
+    assert_eq!(
+        rec.state_descr.as_deref(),
+        Some("certificate(rsa) does not cover all domains.")
+    );
+    // back to the covered set: complete again
+    reg.sync(&[a]).unwrap();
+    assert_eq!(reg.get("a.org").unwrap().unwrap().state, MdState::Complete);
+}
+
+#[test]
+fn sync_saves_a_changed_state_description() {
+    let t = TempDir::new("md-basic");
+    let reg = Registry::new(open(t.path()).unwrap());
+    let a = md("a.org", &["a.org", "b.a.org"], &[KeySpec::Default]);
+    reg.sync(std::slice::from_ref(&a)).unwrap();
+    put_active(
+        reg.store(),
+        &a,
+        &CertSet::new(&[KeySpec::Default], &["a.org"], 1),
+    );
+    let mut rec = reg.get("a.org").unwrap().unwrap();
+    rec.state = MdState::Incomplete;
+    rec.state_descr = Some("certificate(rsa) is missing".into());
+    reg.store().save_md(Group::Domains, &rec).unwrap();
+    assert_eq!(
+        reg.sync(std::slice::from_ref(&a)).unwrap().changed,
+        vec!["a.org"]
+    );
+    assert_eq!(
+        reg.get("a.org").unwrap().unwrap().state_descr.as_deref(),
+        Some("certificate(rsa) does not cover all domains.")
+    );
+}
+
+#[test]
+fn failed_rename_is_reported_for_that_md_only() {
+    let t = TempDir::new("md-basic");
+    let reg = Registry::new(open(t.path()).unwrap());
+    let a = md("a.org", &["a.org", "www.a.org"], &[KeySpec::Default]);
+    let b = md("b.org", &["b.org"], &[KeySpec::Default]);
+    reg.sync(&[a, b.clone()]).unwrap();
+    // a stray directory where the renamed MD would go
+    fs::create_dir_all(t.path().join("domains/www.a.org/junk")).unwrap();
+    let renamed = md("www.a.org", &["www.a.org", "a.org"], &[KeySpec::Default]);
+    let mut b2 = b;
+    b2.must_staple = true;
+    let rep = reg.sync(&[renamed, b2]).unwrap();
+    assert_eq!(rep.errors.len(), 1, "{rep:?}");
+    assert_eq!(rep.errors[0].0, "www.a.org");
+    assert_eq!(rep.changed, vec!["b.org"]);
+    assert!(
+        reg.store().exists(Group::Domains, "a.org", files::MD),
+        "left in place"
+    );
+}

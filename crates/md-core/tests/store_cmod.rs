@@ -337,3 +337,112 @@ fn c_module_store_round_trip() {
     }
     httpd.stop();
 }
+
+/// Names in a group directory, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Rename detection (SPEC 4.4) side by side: an MD's first name changes, its names stay. The
+/// C module and our sync must both move the store entry to the new name and keep the
+/// certificate; the C module then serves it from the store our sync renamed.
+#[test]
+fn rename_detection_matches_the_c_module() {
+    let tmp = TempDir::new("md-store-rename");
+    let (hp, tp) = (free_port(), free_port());
+    let pebble = Pebble::start(tmp.path(), hp, tp);
+    let mut httpd = Httpd::new(tmp.path(), hp, tp);
+    let ours = httpd.store();
+    httpd.start(&pebble, &[("r1.test r2.test", "")]);
+    wait_for(120, "C module staged r1.test", || {
+        staged_finished(&ours, "r1.test")
+    });
+    httpd.graceful();
+    wait_for(60, "C module activated r1.test", || {
+        ours.join("domains/r1.test/pubcert.pem").exists() && !ours.join("staging/r1.test").exists()
+    });
+    httpd.stop();
+    let cert = read(&ours, "domains/r1.test/pubcert.pem");
+
+    // a copy of the store for the C module to rename
+    let theirs = tmp.path().join("md-c");
+    cmod::run(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&ours)
+            .arg(&theirs),
+    );
+
+    // ours: sync with the renamed MD
+    {
+        let reg = Registry::new(open(&ours));
+        let mut m = reg.get("r1.test").unwrap().unwrap().md;
+        m.name = "r2.test".into();
+        m.domains = vec!["r2.test".into(), "r1.test".into()];
+        let rep = reg.sync(&[m]).unwrap();
+        assert_eq!(
+            rep.renamed,
+            vec![("r1.test".into(), "r2.test".into())],
+            "{rep:?}"
+        );
+        assert!(rep.new.is_empty() && rep.removed.is_empty(), "{rep:?}");
+    }
+
+    // theirs: the C module starts with the renamed MD on its copy
+    fs::rename(&ours, tmp.path().join("md-ours")).unwrap();
+    fs::rename(&theirs, &ours).unwrap();
+    httpd.start(&pebble, &[("r2.test r1.test", "")]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    httpd.stop();
+    fs::rename(&ours, &theirs).unwrap();
+    fs::rename(tmp.path().join("md-ours"), &ours).unwrap();
+
+    for st in [&ours, &theirs] {
+        assert_eq!(
+            listing(&st.join("domains")),
+            vec!["r2.test"],
+            "{}",
+            st.display()
+        );
+        assert_eq!(
+            read(st, "domains/r2.test/pubcert.pem"),
+            cert,
+            "certificate kept"
+        );
+        assert!(!st.join("staging/r2.test").exists(), "no new order");
+    }
+    let md_of = |st: &Path| -> serde_json::Value {
+        serde_json::from_slice(&read(st, "domains/r2.test/md.json")).unwrap()
+    };
+    let (a, b) = (md_of(&ours), md_of(&theirs));
+    for k in ["state", "ca", "privkey", "transitive"] {
+        assert_eq!(a[k], b[k], "md.json '{k}' after rename");
+    }
+    let set = |v: &serde_json::Value| {
+        let mut d: Vec<String> = serde_json::from_value(v["domains"].clone()).unwrap();
+        d.sort();
+        d
+    };
+    assert_eq!(set(&a), set(&b));
+    // Deliberate difference: the C module only moves the directory and leaves md.json as it
+    // was (old `name`, old order of names); ours rewrites it from the configuration so that
+    // directory and content agree. The C module is fine with ours (checked below).
+    assert_eq!(b["name"], "r1.test", "C module behaviour changed?");
+    assert_eq!(a["name"], "r2.test");
+    assert_eq!(a["domains"], serde_json::json!(["r2.test", "r1.test"]));
+
+    // the C module serves the certificate from the store our sync renamed
+    httpd.start(&pebble, &[("r2.test r1.test", "")]);
+    let served = fp_pem(httpd.served_cert("r2.test").as_bytes());
+    assert_eq!(served, fp_pem(&cert));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!ours.join("staging/r2.test").exists(), "no new order");
+    httpd.stop();
+}

@@ -194,3 +194,93 @@ fn single_file_writes_are_old_or_new_after_a_crash() {
         );
     }
 }
+
+/// Serial numbers of the active certificates, per spec.
+fn active_serials(st: &FsStore, name: &str, specs: &[KeySpec]) -> Vec<Option<String>> {
+    specs
+        .iter()
+        .map(|s| {
+            st.load_cert_and_key(Group::Domains, name, s)
+                .unwrap()
+                .map(|(_, c)| c[0].serial_number().to_bn().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// A real process, SIGKILLed at a random moment while it stages and activates certificate
+/// sets in a loop; the store must be consistent afterwards. The test re-runs its own binary
+/// as the writer (selected by an environment variable).
+#[test]
+fn killed_writer_leaves_a_consistent_store() {
+    let specs = [
+        KeySpec::Ec {
+            curve: "secp384r1".into(),
+        },
+        KeySpec::Ec {
+            curve: "secp256r1".into(),
+        },
+    ];
+    let m = md("k.org", &["k.org"], &specs);
+    if let Some(dir) = std::env::var_os("MD_STORE_CRASH_WRITER") {
+        // writer: activate generation after generation until killed
+        let reg = Registry::new(open(Path::new(&dir), None).unwrap());
+        println!("writer ready");
+        for serial in 2.. {
+            let set = CertSet::new(&specs, &["k.org"], serial);
+            put_staged(reg.store(), &m, &set, serial % 5 == 0);
+            for (_, r) in reg.load_stagings(["k.org"]) {
+                r.unwrap();
+            }
+        }
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut progressed = 0;
+    for round in 0..12 {
+        let tmp = TempDir::new("md-kill");
+        {
+            let st = open(tmp.path(), None).unwrap();
+            put_active(&st, &m, &CertSet::new(&specs, &["k.org"], 1));
+        }
+        let mut child = cmod::Proc::spawn(
+            "crash writer",
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "killed_writer_leaves_a_consistent_store",
+                    "--nocapture",
+                ])
+                .env("MD_STORE_CRASH_WRITER", tmp.path())
+                .stdout(std::process::Stdio::null()),
+        );
+        let mut r = [0u8; 2];
+        openssl::rand::rand_bytes(&mut r).unwrap();
+        let ms = 100 + u64::from(u16::from_le_bytes(r)) % 900;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        assert!(child.alive(), "round {round}: writer died by itself");
+        child.signal("KILL");
+        let _ = child.child.wait();
+        let st = open(tmp.path(), None).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_all_pairs_match(&st);
+        let serials = active_serials(&st, "k.org", &specs);
+        assert!(
+            serials[0].is_some(),
+            "round {round}: active certificate lost"
+        );
+        assert_eq!(
+            serials[0], serials[1],
+            "round {round}: mixed generations {serials:?}"
+        );
+        if serials[0].as_deref() != Some("1") {
+            progressed += 1;
+        }
+        // and the store is usable: a staged set left behind activates
+        let reg = Registry::new(st);
+        for (_, r) in reg.load_stagings(["k.org"]) {
+            r.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        assert_all_pairs_match(reg.store());
+    }
+    eprintln!("{progressed} of 12 rounds were killed after at least one activation");
+    assert!(progressed > 0, "the writer never got to activate anything");
+}

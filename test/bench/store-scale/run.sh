@@ -13,7 +13,7 @@ for N in "${@:-1000 10000}"; do
     DIR=$(mktemp -d /tmp/md-store-scale.XXXXXX)
     trap 'rm -rf "$DIR"' EXIT
     echo "== N=$n ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
-    for phase in create startup changed activate; do
+    for phase in create startup parse changed activate; do
       "$BIN" "$phase" "$n" "$DIR/md"
     done
     echo "   store size: $(du -sh "$DIR/md" | cut -f1), files: $(find "$DIR/md" -type f | wc -l)"

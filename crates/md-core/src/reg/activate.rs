@@ -1,4 +1,4 @@
-//! Activation of a finished staging set: staging/<md> -> domains/<md> (SPEC 4.4).
+//! Activation of a finished staging set: `staging/<md>` -> `domains/<md>` (SPEC 4.4).
 
 use crate::store::{
     files, keys, AccountRecord, FileKind, Group, MdState, Store, StoreError, StoreExt,
@@ -14,7 +14,7 @@ const MAX_ACCOUNT: u32 = 999;
 pub enum Activation {
     /// The staged set is now active; the previous directory went to `archive/<archived>`.
     Activated {
-        /// Archive name of the previous domains/<md>, if there was one.
+        /// Archive name of the previous `domains/<md>`, if there was one.
         archived: Option<String>,
         /// Account id of a staged account that was moved into accounts/.
         account: Option<String>,
@@ -28,7 +28,7 @@ pub enum Activation {
 /// Why a staged set could not be activated.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {
-    /// staging/<md>/md.json is unreadable.
+    /// `staging/<md>/md.json` is unreadable.
     #[error("staged md.json of {name}: {source}")]
     BadMd {
         /// MD name.

@@ -1,6 +1,31 @@
 //! The registry: managed domains as the store knows them. Syncs the configuration into the
 //! store (new, changed, renamed, removed MDs) and activates finished renewals from staging/
 //! into domains/ (SPEC 4.4).
+//!
+//! How httpd's parent uses it in post_config #1 (as root, before privileges drop):
+//!
+//! ```no_run
+//! # use md_core::{reg::*, store::*};
+//! # fn f(mds: Vec<md_core::md::ManagedDomain>, wait: Option<std::time::Duration>) {
+//! let store = FsStore::open("/etc/apache2/md", StoreOptions {
+//!     child_owner: Some((33, 33)), // User/Group, only when started as root
+//!     ..Default::default()
+//! }).expect("store"); // OpenError: corrupt/newer md_store.json -> startup error
+//! let _lock = wait.map(|w| StoreLock::acquire(store.root(), w)); // MDStoreLocks
+//! let reg = Registry::new(store);
+//! let report = reg.sync(&mds).expect("sync"); // report.errors: per-MD problems
+//! let names = reg.staged_names().unwrap_or_default();
+//! for (name, result) in reg.load_stagings(names.iter().map(String::as_str)) {
+//!     // Ok(Activated) -> AH10068 + `installed` event; Err(e) -> AH10069 (already purged)
+//! }
+//! // ssl_add_cert_files: reg.cert_files(md, spec) per key spec
+//! # }
+//! ```
+//!
+//! The renewal driver (in the child) keeps the same `FsStore` (it holds the secret, which the
+//! child could not read from md_store.json) and works in staging/ with `StoreExt`:
+//! `save_md`/`save_job`/`save_order`/`save_account`, `save_pkey` (encrypted there) and
+//! `save_cert_and_key` (key and certificate become visible together).
 
 mod activate;
 mod lock;

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::md::ManagedDomain;
-use crate::store::{files, Group, MdRecord, MdState, Store, StoreError, StoreExt};
+use crate::store::{files, keys, Group, MdRecord, MdState, Store, StoreError, StoreExt};
 
 use super::Registry;
 
@@ -30,23 +30,41 @@ pub enum SyncError {
     Store(#[from] StoreError),
 }
 
-/// Assessed state from the files present: complete when every key spec has a certificate.
+/// Assessed state from the certificates present: complete when every key spec has a
+/// certificate that covers all names of the MD. MDs with static files are left as they are.
 fn assess(store: &impl Store, rec: &mut MdRecord) {
-    let missing: Vec<&str> = rec
-        .md
-        .private_keys
-        .iter()
-        .filter(|s| !store.exists(Group::Domains, &rec.md.name, &files::pubcert(s)))
-        .map(|s| s.name())
-        .collect();
-    if rec.md.cert_files.is_empty() {
-        if let Some(first) = missing.first() {
+    if !rec.md.cert_files.is_empty() {
+        return;
+    }
+    let mut problem = None;
+    for spec in &rec.md.private_keys {
+        let leaf = store
+            .load(Group::Domains, &rec.md.name, &files::pubcert(spec))
+            .ok()
+            .flatten()
+            .and_then(|pem| keys::leaf_from_pem(&pem).ok());
+        problem = match leaf {
+            None => Some(format!("certificate({}) is missing", spec.name())),
+            Some(c) if !keys::covers_all(&c, &rec.md.domains) => Some(format!(
+                "certificate({}) does not cover all domains.",
+                spec.name()
+            )),
+            Some(_) => None,
+        };
+        if problem.is_some() {
+            break;
+        }
+    }
+    match problem {
+        Some(descr) => {
             rec.state = MdState::Incomplete;
-            rec.state_descr = Some(format!("certificate({first}) is missing"));
-        } else if rec.state != MdState::Complete {
+            rec.state_descr = Some(descr);
+        }
+        None if rec.state != MdState::Complete || rec.state_descr.is_some() => {
             rec.state = MdState::Complete;
             rec.state_descr = None;
         }
+        None => {}
     }
 }
 
@@ -80,9 +98,9 @@ impl<S: Store> Registry<S> {
             }
             if let Some(rec) = stored.get_mut(&md.name) {
                 let mut changed = rec.update_from_config(md);
-                let before = rec.state;
+                let before = (rec.state, rec.state_descr.clone());
                 assess(st, rec);
-                changed |= rec.state != before;
+                changed |= (rec.state, rec.state_descr.clone()) != before;
                 if changed {
                     st.save_md(Group::Domains, rec)?;
                     report.changed.push(md.name.clone());
@@ -92,7 +110,13 @@ impl<S: Store> Registry<S> {
             if let Some(old) = pick_rename(md, &unassigned, &stored) {
                 unassigned.retain(|n| *n != old);
                 let mut rec = stored.remove(&old).expect("candidate is stored");
-                self.rename_md(&old, &md.name)?;
+                if let Err(e) = self.rename_md(&old, &md.name) {
+                    // e.g. a stray domains/<new> directory: this MD only, the admin decides
+                    report
+                        .errors
+                        .push((md.name.clone(), format!("renaming {old}: {e}")));
+                    continue;
+                }
                 rec.update_from_config(md);
                 assess(st, &mut rec);
                 st.save_md(Group::Domains, &rec)?;

@@ -76,20 +76,28 @@ impl FsStore {
             vfs.set_mode(&root, 0o755, false)?;
         }
         let meta_path = root.join(STORE_JSON);
-        let meta = match read_opt(&meta_path)? {
-            Some(text) => StoreMeta::parse(&text).map_err(|detail| OpenError::CorruptMeta {
-                path: meta_path.clone(),
+        let mut text = read_opt(&meta_path)?;
+        if text.is_none() && !opts.as_child {
+            let m = StoreMeta::generate().map_err(|detail| StoreError::Crypto {
+                path: meta_path.display().to_string(),
                 detail,
-            })?,
-            None => {
-                let m = StoreMeta::generate().map_err(|detail| StoreError::Crypto {
-                    path: meta_path.display().to_string(),
-                    detail,
-                })?;
-                vfs.write_atomic(&meta_path, &m.to_json(), 0o600, false)?;
-                m
+            })?;
+            // if another server created it in the meantime, theirs is the one
+            vfs.write_new(&meta_path, &m.to_json(), 0o600)?;
+            text = read_opt(&meta_path)?;
+        }
+        let Some(text) = text else {
+            return Err(StoreError::Io {
+                op: "read",
+                path: meta_path,
+                source: std::io::ErrorKind::NotFound.into(),
             }
+            .into());
         };
+        let meta = StoreMeta::parse(&text).map_err(|detail| OpenError::CorruptMeta {
+            path: meta_path.clone(),
+            detail,
+        })?;
         if meta.version > STORE_VERSION {
             return Err(OpenError::NewerVersion {
                 path: meta_path,

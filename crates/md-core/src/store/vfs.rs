@@ -116,6 +116,30 @@ impl Vfs {
         self.rename(&tmp, path)
     }
 
+    /// Create `path` with `data` only if it does not exist yet (atomically, via a hard link
+    /// of a complete temp file). Returns false when another writer was first: two servers
+    /// sharing a new store must not each create their own secret.
+    pub(crate) fn write_new(
+        &self,
+        path: &Path,
+        data: &[u8],
+        mode: u32,
+    ) -> Result<bool, StoreError> {
+        let tmp = tmp_name(path);
+        self.write_tmp(&tmp, data, mode, false)?;
+        self.step("link", path)?;
+        let r = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        match r {
+            Ok(()) => {
+                self.sync_dir(parent_dir(path))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_err("link", path)(e)),
+        }
+    }
+
     /// First half of [`Vfs::write_atomic`]: a durable temp file, not yet visible.
     pub(crate) fn write_tmp(
         &self,
@@ -221,10 +245,17 @@ impl Vfs {
     }
 }
 
-/// `<file>.tmp`, as the C module names its temp files.
+/// `<file>.<pid>-<n>.tmp`: like the C module's `<file>.tmp`, but unique per writer, so that
+/// two processes (or threads) writing the same file never share (and clobber) a temp file.
+/// Leftovers end in `.tmp` and are removed by recovery.
 pub(crate) fn tmp_name(path: &Path) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
     let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
+    s.push(format!(
+        ".{}-{}.tmp",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     PathBuf::from(s)
 }
 

@@ -347,10 +347,19 @@ MDRetryDelay 1s
 "#,
             ca = pebble.ca_file.display()
         );
-        for (name, extra) in mds {
+        // `name` may list several names: the first is the ServerName, the others aliases
+        for (names, extra) in mds {
+            let mut it = names.split_whitespace();
+            let server_name = it.next().expect("an MD name");
+            let aliases: Vec<&str> = it.collect();
+            let alias = if aliases.is_empty() {
+                String::new()
+            } else {
+                format!("    ServerAlias {}\n", aliases.join(" "))
+            };
             conf.push_str(&format!(
-                "<MDomain {name}>\n{extra}\n</MDomain>\n<VirtualHost 127.0.0.1:{tp}>\n    \
-                 ServerName {name}\n    SSLEngine on\n</VirtualHost>\n"
+                "<MDomain {names}>\n{extra}\n</MDomain>\n<VirtualHost 127.0.0.1:{tp}>\n    \
+                 ServerName {server_name}\n{alias}    SSLEngine on\n</VirtualHost>\n"
             ));
         }
         let cf = self.dir.join("httpd.conf");
