@@ -293,20 +293,9 @@ pub fn require_https(md: Option<&ManagedDomain>, host: &str, req: &RequestFacts)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ArgValue, Context, ModConfig, Settings};
 
     fn mds(lines: &[&str]) -> Vec<ManagedDomain> {
-        let (mut mc, mut srv) = (ModConfig::default(), Settings::default());
-        for l in lines {
-            let mut w = l.split_whitespace();
-            let name = w.next().unwrap();
-            let args = ArgValue::Words(w.map(String::from).collect());
-            mc.apply(&mut srv, &Context::default(), name, args).unwrap();
-        }
-        mc.mds
-            .iter()
-            .map(|d| ManagedDomain::resolve(d, &srv, &mc))
-            .collect()
+        crate::md::tests_support::mds_from_config(lines)
     }
 
     fn tmpdir(tag: &str) -> std::path::PathBuf {

@@ -75,18 +75,10 @@ pub fn check_md(md: &ManagedDomain, store_dir: &Path, now: DateTime<Utc>) -> MdC
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ArgValue, Context, ModConfig, Settings};
     use crate::crypt::{make_fallback_cert, EcCurve, KeyType, PrivateKey};
 
     fn md(lines: &[&str]) -> ManagedDomain {
-        let (mut mc, mut srv) = (ModConfig::default(), Settings::default());
-        for l in lines {
-            let mut w = l.split_whitespace();
-            let name = w.next().unwrap();
-            let args = ArgValue::Words(w.map(String::from).collect());
-            mc.apply(&mut srv, &Context::default(), name, args).unwrap();
-        }
-        ManagedDomain::resolve(&mc.mds[0], &srv, &mc)
+        crate::md::tests_support::mds_from_config(lines).remove(0)
     }
 
     #[test]

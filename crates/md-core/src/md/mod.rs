@@ -202,6 +202,21 @@ pub(crate) mod tests_support {
     use super::*;
     use crate::config::{ArgValue, Context};
 
+    /// The MDs a config of `lines` (one directive each, outside sections) resolves to.
+    pub fn mds_from_config(lines: &[&str]) -> Vec<ManagedDomain> {
+        let (mut mc, mut srv) = (ModConfig::default(), Settings::default());
+        for l in lines {
+            let mut w = l.split_whitespace();
+            let name = w.next().unwrap();
+            let args = ArgValue::Words(w.map(String::from).collect());
+            mc.apply(&mut srv, &Context::default(), name, args).unwrap();
+        }
+        mc.mds
+            .iter()
+            .map(|d| ManagedDomain::resolve(d, &srv, &mc))
+            .collect()
+    }
+
     /// A resolved MD for `name` with these key specs.
     pub fn md_with_keys(name: &str, keys: Vec<KeySpec>) -> ManagedDomain {
         let (mut mc, srv) = (ModConfig::default(), Settings::default());
