@@ -12,11 +12,12 @@ use md_core::config::values::RenewMode;
 use md_core::config::vhosts::{self, Diagnostic, VHost};
 use md_core::config::Origin;
 use md_core::drive::renew::RenewSettings;
+use md_core::event::Events;
 use md_core::log::Level;
 use md_core::md::challenges::{self, ChallengeSupport, Reachability};
 use md_core::md::ManagedDomain;
 use md_core::reg::{Activation, Registry};
-use md_core::store::{FsStore, StoreOptions};
+use md_core::store::{FsStore, Group, StoreExt, StoreOptions};
 
 const OK: c_int = ffi::OK;
 const DECLINED: c_int = ffi::DECLINED;
@@ -99,13 +100,16 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
             }
         }
         // Staged certificates become active at every (re)start, not on the dry run.
+        let events = events_of(state);
         let registry = state.registry.insert(registry);
         if !is_dry_run() {
             let names: Vec<&str> = state.mds.iter().map(|m| m.name.as_str()).collect();
+            let mut installed = Vec::new();
             for (name, result) in registry.load_stagings(names) {
                 match result {
                     Ok(Activation::Activated { .. }) => {
                         log_s!(s, Level::Notice, "AH10068: {name}: staged set activated");
+                        installed.push(name);
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -115,6 +119,22 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
                             "AH10069: {name}: error loading staged set: {e}"
                         )
                     }
+                }
+            }
+            // `installed` (as root, in the parent) for what was just activated.
+            let log = crate::log::ServerLog(s);
+            for name in installed {
+                let st = registry.store();
+                let mut job = st
+                    .load_job(Group::Domains, &name)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                if events
+                    .raise("installed", &name, &mut job, chrono::Utc::now(), &log)
+                    .is_ok()
+                {
+                    let _ = st.save_job(Group::Domains, &name, &job);
                 }
             }
         }
@@ -143,6 +163,13 @@ fn child_owner() -> Option<(u32, u32)> {
         (libc::geteuid() == 0)
             .then_some((ffi::ap_unixd_config.user_id, ffi::ap_unixd_config.group_id))
     }
+}
+
+/// The configured event commands (MDMessageCmd, MDNotifyCmd).
+fn events_of(state: &crate::state::ModState) -> Events {
+    let g = &state.config.global;
+    let dir = state.store_dir.display().to_string();
+    Events::new(g.message_cmd.clone(), g.notify_cmd.clone(), &dir)
 }
 
 /// Open (and on first use lay out) the store, in the parent.
@@ -302,6 +329,7 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             store,
             store_dir: state.store_dir.clone(),
             settings,
+            events: events_of(state),
             check_interval: g.check_interval,
             initial_delay: g.initial_delay,
         };

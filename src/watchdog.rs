@@ -16,6 +16,7 @@ use crate::log::{log_s, ServerLog};
 use crate::{apr, ffi};
 use md_core::drive;
 use md_core::drive::renew::{MdOutcome, RenewSettings, Renewer};
+use md_core::event::Events;
 use md_core::log::Level;
 use md_core::md::challenges::ChallengeSupport;
 use md_core::md::ManagedDomain;
@@ -37,6 +38,8 @@ pub struct RenewPlan {
     pub store_dir: PathBuf,
     /// Retry, failover, activation settings.
     pub settings: RenewSettings,
+    /// MDMessageCmd / MDNotifyCmd.
+    pub events: Events,
     /// MDCheckInterval.
     pub check_interval: Option<Duration>,
     /// MDInitialDelay.
@@ -124,6 +127,7 @@ fn run_pass(watch: &RenewWatch) -> Duration {
         plan.store_dir.clone(),
         &log,
         plan.settings.clone(),
+        plan.events.clone(),
     );
     let now = Utc::now();
     let interval = plan.check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL);

@@ -312,3 +312,45 @@ def test_rs_activation_restart_without_failed_requests(rs_ca_env):
         t.join()
     assert "MDActivationRestart" in srv.error_log()
     assert results["failed"] == [] and results["ok"] > 50, results
+
+
+MSG_SCRIPT = """#!/bin/sh
+# records every call: one line per call, arguments in brackets
+line="$(basename "$0")"; for a in "$@"; do line="$line [$a]"; done
+echo "$line" >> "{log}"
+"""
+
+
+def test_message_and_notify_commands(ca_env, md_module):
+    srv, peb = ca_env()
+    log = srv.write_file("calls.log", "", mode=0o666)
+    msg = srv.write_file("conf/msg.sh", MSG_SCRIPT.format(log=log), mode=0o755)
+    notify = srv.write_file("conf/notify.sh", MSG_SCRIPT.format(log=log), mode=0o755)
+    pwned = srv.dir / "pwned"
+    # A shell would run the $(...) and the backticks; mod_md passes them as plain words.
+    srv.render(md_conf(srv, peb, f"MDMessageCmd {msg} '$(touch {pwned})' `id`\n"
+                       f"MDNotifyCmd {notify}\nMDomain a.test\n" + vhosts("a.test")))
+    assert srv.start().started
+    wait_staged(srv, "a.test")
+    deadline = time.monotonic() + 10
+    while not read_job(srv, "a.test").get("notified-renewed"):
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    graceful(srv)
+    deadline = time.monotonic() + 10
+    while "[installed]" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    calls = log.read_text().splitlines()
+    fixed = f"msg.sh [$(touch {pwned})] [`id`]"
+    reasons = [c[len(fixed):].strip() for c in calls if c.startswith(fixed)]
+    assert reasons == ["[renewing] [a.test]", "[challenge-setup:http-01:a.test] [a.test]",
+                       "[renewed] [a.test]", "[installed] [a.test]"], calls
+    assert "notify.sh [a.test]" in calls
+    # MDNotifyCmd runs before the `renewed` message (the C module's order).
+    assert calls.index("notify.sh [a.test]") < calls.index(fixed + " [renewed] [a.test]")
+    assert not pwned.exists()
+    # Recorded in the job log (newest first), which went to domains/ with the activation.
+    job = json.loads((srv.dir / "md" / "domains" / "a.test" / "job.json").read_text())
+    types = [e["type"] for e in job["log"]["entries"]]
+    assert "message-renewed" in types and "finished" in types, types

@@ -17,6 +17,7 @@ use crate::acme::{
 };
 use crate::config::values::Eab;
 use crate::crypt::{CryptError, KeyType, PrivateKey};
+use crate::event::Events;
 use crate::http::{HttpConfig, LazyHttpClient};
 use crate::log::{Level, LogSink};
 use crate::md::challenges::{candidates, ChallengeSupport};
@@ -131,15 +132,18 @@ pub struct Renewer<'a, S: Store + Sync> {
     pub settings: RenewSettings,
     /// Serialises account selection so that MDs renewing at once share one new account.
     pub account_lock: Mutex<()>,
+    /// MDMessageCmd / MDNotifyCmd.
+    pub events: Events,
 }
 
 impl<'a, S: Store + Sync> Renewer<'a, S> {
-    /// A renewer over `store`, whose files are under `root`.
+    /// A renewer over `store`, whose files are under `root`, raising `events`.
     pub fn new(
         store: &'a S,
         root: std::path::PathBuf,
         log: &'a (dyn LogSink + Sync),
         settings: RenewSettings,
+        events: Events,
     ) -> Self {
         Renewer {
             store,
@@ -147,6 +151,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             log,
             settings,
             account_lock: Mutex::new(()),
+            events,
         }
     }
 
@@ -174,30 +179,47 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             }
         };
         if job.finished {
-            // Staged and waiting for the restart that activates it.
-            return MdOutcome::Idle(None);
+            // Staged: announce it once ready (retrying a failed notification with backoff),
+            // then wait for the restart that activates it.
+            let outcome = self.announce(name, &mut job, now);
+            self.save(name, &job);
+            return outcome;
         }
         if let Some(next) = job.next_run.filter(|t| *t > now) {
             return MdOutcome::Idle(Some(next));
         }
         let check = check_md(md, &self.root, now);
         if check.warn {
-            // The `expiring` event joins this with the events work (issue 6).
             crate::md_log!(
                 *self.log,
                 Level::Warning,
                 "{name}: certificate is in its warn window"
             );
+            // Rate limited to once a day; a failure is tried again on a later pass.
+            let _ = self.events.raise("expiring", name, &mut job, now, self.log);
         }
-        if !check.renews {
-            return MdOutcome::Idle(None);
+        if !check.renews || !check.is_due(now) {
+            if check.warn {
+                self.save(name, &job);
+            }
+            return MdOutcome::Idle(check.renews.then_some(check.renew_at));
         }
-        if !check.is_due(now) {
-            return MdOutcome::Idle(Some(check.renew_at));
+        if let Err(e) = self.events.raise("renewing", name, &mut job, now, self.log) {
+            // The admin's command vetoed the renewal (e.g. another cluster node renews).
+            crate::md_log!(*self.log, Level::Info, "{name}: renewal vetoed: {e}");
+            let delay = jittered(self.settings.retry_delay, super::random_jitter());
+            let next = now + chrono::Duration::from_std(delay).unwrap_or_default();
+            job.next_run = Some(next);
+            self.save(name, &job);
+            return MdOutcome::Idle(Some(next));
         }
         job.last_run = Some(now);
         log_entry(&mut job, now, "starting", None);
-        let result = self.renew(md, support, &job);
+        let setups = Mutex::new(Vec::new());
+        let result = self.renew(md, support, &job, &setups);
+        for reason in setups.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            log_entry(&mut job, now, &format!("message-{reason}"), None);
+        }
         let outcome = match result {
             Ok(new) => {
                 let old_until = check
@@ -232,13 +254,13 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                     },
                 );
                 log_entry(&mut job, now, "finished", Some(&detail));
-                crate::md_log!(
-                    *self.log,
-                    Level::Notice,
-                    "AH10059: The Managed Domain {name} has been setup and changes will be \
-                     activated on next (graceful) server restart."
-                );
-                MdOutcome::Staged
+                // Record the staged set before running the admin's commands, which may take
+                // long or be cut short by a restart.
+                self.save(name, &job);
+                match self.announce(name, &mut job, now) {
+                    MdOutcome::Idle(next) => next.map_or(MdOutcome::Staged, MdOutcome::Failed),
+                    other => other,
+                }
             }
             Err(e) => {
                 job.errors += 1;
@@ -249,12 +271,13 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 let next = now + chrono::Duration::from_std(delay).unwrap_or_default();
                 job.next_run = Some(next);
                 let detail = e.to_string();
+                let input = e.is_input_related();
                 set_last(
                     &mut job,
                     &RunResult {
-                        status: if e.is_input_related() { 22 } else { 11 },
+                        status: if input { 22 } else { 11 },
                         status_description: Some(
-                            if e.is_input_related() {
+                            if input {
                                 "Invalid argument"
                             } else {
                                 "Resource temporarily unavailable"
@@ -273,13 +296,56 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                     Level::Err,
                     "AH10056: processing {name}: {detail}"
                 );
+                let _ = self.events.raise("errored", name, &mut job, now, self.log);
                 MdOutcome::Failed(next)
             }
         };
-        if let Err(e) = self.store.save_job(Group::Staging, name, &job) {
+        self.save(name, &job);
+        outcome
+    }
+
+    /// A staged job: once its ready time has come, raise `renewed` (MDMessageCmd and
+    /// MDNotifyCmd) and log AH10059. A failed notification is retried with backoff.
+    fn announce(&self, name: &str, job: &mut JobRecord, now: DateTime<Utc>) -> MdOutcome {
+        if job.notified_renewed {
+            return MdOutcome::Idle(None);
+        }
+        let ready = job.valid_from.unwrap_or(now);
+        if ready > now {
+            return MdOutcome::Idle(Some(ready));
+        }
+        if let Some(next) = job.next_run.filter(|t| *t > now) {
+            return MdOutcome::Idle(Some(next));
+        }
+        match self.events.raise("renewed", name, job, now, self.log) {
+            Ok(()) => {
+                job.notified = true;
+                job.notified_renewed = true;
+                job.next_run = None;
+                crate::md_log!(
+                    *self.log,
+                    Level::Notice,
+                    "AH10059: The Managed Domain {name} has been setup and changes will be \
+                     activated on next (graceful) server restart."
+                );
+                MdOutcome::Idle(None)
+            }
+            Err(_) => {
+                job.errors += 1;
+                let delay = retry_delay(self.settings.retry_delay, job.errors, false);
+                let next = now
+                    + chrono::Duration::from_std(jittered(delay, super::random_jitter()))
+                        .unwrap_or_default();
+                job.next_run = Some(next);
+                MdOutcome::Idle(Some(next))
+            }
+        }
+    }
+
+    fn save(&self, name: &str, job: &JobRecord) {
+        if let Err(e) = self.store.save_job(Group::Staging, name, job) {
             crate::md_log!(*self.log, Level::Err, "{name}: saving job.json: {e}");
         }
-        outcome
     }
 
     /// Obtain every key spec's certificate into staging; returns their validity.
@@ -288,6 +354,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         md: &ManagedDomain,
         support: ChallengeSupport,
         job: &JobRecord,
+        setups: &Mutex<Vec<String>>,
     ) -> Result<Vec<Validity>, RenewError> {
         let name = md.name.as_str();
         let challenges: Vec<ChallengeType> = candidates(&md.ca_challenges, support)
@@ -312,6 +379,19 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             dns01_cmd: md.env.dns01_cmd.clone(),
             dns01_version: self.settings.dns01_version,
             log: self.log,
+            // `challenge-setup:<type>:<domain>` after the material is in place: the admin's
+            // command can copy it to other cluster nodes, or veto (abort) the attempt.
+            on_setup: Some(&|reason: &str| {
+                let mut scratch = JobRecord::default();
+                let r = self
+                    .events
+                    .raise(reason, name, &mut scratch, Utc::now(), self.log);
+                setups
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(reason.to_string());
+                r.map_err(|e| e.0)
+            }),
         };
         let mut validity = Vec::new();
         for spec in &md.private_keys {

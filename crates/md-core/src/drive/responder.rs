@@ -15,6 +15,9 @@ use crate::serve::HTTP01_FILE;
 /// How long a dns-01 command may take.
 const DNS01_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Called with `challenge-setup:<type>:<domain>`; an error aborts the challenge.
+pub type SetupHook<'a> = dyn Fn(&str) -> Result<(), String> + Sync + 'a;
+
 /// Challenge responder writing into the store's `challenges/` group.
 pub struct StoreResponder<'a> {
     /// The `challenges/` directory.
@@ -28,6 +31,9 @@ pub struct StoreResponder<'a> {
     pub dns01_version: u8,
     /// Where to log command output and teardown failures.
     pub log: &'a dyn LogSink,
+    /// Called with `challenge-setup:<type>:<domain>` once the material is in place; an error
+    /// aborts this challenge (the attempt fails).
+    pub on_setup: Option<&'a SetupHook<'a>>,
 }
 
 impl StoreResponder<'_> {
@@ -80,6 +86,23 @@ impl StoreResponder<'_> {
 
 impl ChallengeResponder for StoreResponder<'_> {
     fn setup(&self, setup: &ChallengeSetup) -> Result<(), String> {
+        self.put_in_place(setup)?;
+        match self.on_setup {
+            Some(f) => f(&format!(
+                "challenge-setup:{}:{}",
+                setup.challenge_type, setup.domain
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn teardown(&self, setup: &ChallengeSetup) {
+        self.remove(setup)
+    }
+}
+
+impl StoreResponder<'_> {
+    fn put_in_place(&self, setup: &ChallengeSetup) -> Result<(), String> {
         match &setup.material {
             ChallengeMaterial::Http01 { content } => {
                 let dir = self.dir_for(&setup.domain)?;
@@ -116,7 +139,7 @@ impl ChallengeResponder for StoreResponder<'_> {
         }
     }
 
-    fn teardown(&self, setup: &ChallengeSetup) {
+    fn remove(&self, setup: &ChallengeSetup) {
         let result = match &setup.material {
             ChallengeMaterial::Dns01 { value, .. } => {
                 let mut args = vec!["teardown", setup.domain.as_str()];
@@ -164,6 +187,7 @@ mod tests {
             dns01_cmd: cmd,
             dns01_version: version,
             log: &NullSink,
+            on_setup: None,
         }
     }
 
