@@ -122,6 +122,9 @@ void md_rs_glue_register_hooks(apr_pool_t *p)
     ap_hook_protocol_get(md_rs_protocol_get, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_ssl_answer_challenge(md_rs_answer_challenge, NULL, NULL, APR_HOOK_MIDDLE);
 
+    /* A child lets its renewal work finish before it exits (OpenSSL is torn down at exit). */
+    ap_hook_child_init(md_rs_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+
     /* MDActivationRestart: the MPM parent's maintenance loop (root, single-threaded). */
     ap_hook_monitor(md_rs_monitor, NULL, NULL, APR_HOOK_MIDDLE);
 

@@ -38,6 +38,7 @@ const char *md_rs_protocol_get(const conn_rec *c);
 int md_rs_answer_challenge(conn_rec *c, const char *server_name, const char **pcert_pem,
                            const char **pkey_pem);
 int md_rs_monitor(apr_pool_t *p, server_rec *s);
+void md_rs_child_init(apr_pool_t *pchild, server_rec *s);
 int md_rs_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_files,
                          apr_array_header_t *key_files);
 

@@ -6,6 +6,7 @@
 
 use std::ffi::{c_int, c_void};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,6 +23,56 @@ use md_core::md::challenges::ChallengeSupport;
 use md_core::md::ManagedDomain;
 use md_core::store::FsStore;
 use md_core::time::jittered;
+
+/// Renewal passes running in this process, and whether the process is going away. A child
+/// that exits runs OpenSSL's atexit cleanup; a renewal thread still using OpenSSL then
+/// crashes the child (seen in graceful restarts). So the child's exit waits, bounded, for the
+/// passes to end, and no new work starts. These statics live in a child only as long as it.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// How long an exiting child waits for running renewals.
+const EXIT_WAIT: Duration = Duration::from_secs(10);
+
+struct InFlight;
+impl InFlight {
+    fn enter() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        InFlight
+    }
+}
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// httpd: a new child. Its pool's cleanup runs before the child exits.
+#[no_mangle]
+pub unsafe extern "C" fn md_rs_child_init(pchild: *mut ffi::apr_pool_t, s: *mut ffi::server_rec) {
+    guard("child_init", s, (), || {
+        STOPPING.store(false, Ordering::SeqCst);
+        // SAFETY: pchild is the child's pool; the cleanup is a plain function of ours.
+        unsafe {
+            ffi::apr_pool_cleanup_register(
+                pchild,
+                std::ptr::null(),
+                Some(child_exit),
+                Some(ffi::apr_pool_cleanup_null),
+            );
+        }
+    })
+}
+
+unsafe extern "C" fn child_exit(_data: *mut c_void) -> ffi::apr_status_t {
+    guard("child exit", std::ptr::null(), 0, || {
+        STOPPING.store(true, Ordering::SeqCst);
+        let start = std::time::Instant::now();
+        while IN_FLIGHT.load(Ordering::SeqCst) > 0 && start.elapsed() < EXIT_WAIT {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        0
+    })
+}
 
 /// Default MDCheckInterval.
 const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(12 * 3600);
@@ -120,6 +171,10 @@ unsafe extern "C" fn renew_callback(
 
 /// Renew what is due (bounded parallelism); returns the delay until the next run.
 fn run_pass(watch: &RenewWatch) -> Duration {
+    let _in_flight = InFlight::enter();
+    if STOPPING.load(Ordering::SeqCst) {
+        return Duration::from_secs(1);
+    }
     let plan = &watch.plan;
     let log = ServerLog(watch.server);
     let renewer = Renewer::new(
@@ -136,6 +191,9 @@ fn run_pass(watch: &RenewWatch) -> Duration {
     std::thread::scope(|scope| {
         for _ in 0..MAX_PARALLEL.min(plan.mds.len()) {
             scope.spawn(|| loop {
+                if STOPPING.load(Ordering::SeqCst) {
+                    break;
+                }
                 let Some((md, support)) = queue.lock().unwrap_or_else(|p| p.into_inner()).next()
                 else {
                     break;
