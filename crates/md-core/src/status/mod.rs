@@ -1,0 +1,66 @@
+//! Monitoring output (SPEC 2.1-2.3): the md-status JSON, `/.httpd/certificate-status` and the
+//! "Managed Certificates" section of server-status (HTML and `?auto`).
+//!
+//! The work is split the way the processes are: the facts of the *active* certificates live in
+//! `domains/`, which only root may read, so the parent collects them once per config
+//! generation into an [`MdSnapshot`] (with the md.json form already rendered). A request in a
+//! child then only reads the staging job (`staging/<md>/job.json`, readable by the `User`) and
+//! the staged certificates, and assembles the output with the current time.
+
+mod facts;
+mod html;
+mod json;
+
+pub use facts::{CertFacts, MdSnapshot, Renewal};
+pub use html::{server_status_auto, server_status_html, CheckAt};
+pub use json::{certificate_status, md_status_json, md_status_list, STATUS_VERSION};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::values::RenewMode;
+
+/// One MD as a request sees it: the parent's snapshot plus the staging job read now.
+pub struct MdView<'a> {
+    /// Facts collected at post_config.
+    pub snap: &'a MdSnapshot,
+    /// The renewal in `staging/`, if any.
+    pub renewal: Option<Renewal>,
+}
+
+impl MdView<'_> {
+    /// Renewal is due: the renew window is reached for an MD whose certificates are renewed.
+    pub fn due(&self, now: DateTime<Utc>) -> bool {
+        let md = &self.snap.record.md;
+        let renews = match md.renew_mode {
+            RenewMode::Always => true,
+            RenewMode::Auto => md.cert_files.is_empty(),
+            RenewMode::Manual => false,
+        };
+        renews && self.snap.renew_at(now) <= now
+    }
+
+    /// `renew: true` is reported: a staging job exists or renewal is due.
+    pub fn renew(&self, now: DateTime<Utc>) -> bool {
+        self.renewal.is_some() || self.due(now)
+    }
+}
+
+/// Find the MD for a name: an MD name first, else any MD containing it as a domain
+/// (case-insensitive, as DNS names are).
+pub fn find_md<'a>(snaps: &'a [MdSnapshot], name: &str) -> Option<&'a MdSnapshot> {
+    snaps
+        .iter()
+        .find(|s| s.record.md.name.eq_ignore_ascii_case(name))
+        .or_else(|| {
+            snaps.iter().find(|s| {
+                s.record
+                    .md
+                    .domains
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(name))
+            })
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod testutil;
