@@ -37,6 +37,9 @@ int md_rs_protocol_switch(conn_rec *c, request_rec *r, server_rec *s, const char
 const char *md_rs_protocol_get(const conn_rec *c);
 int md_rs_answer_challenge(conn_rec *c, const char *server_name, const char **pcert_pem,
                            const char **pkey_pem);
+int md_rs_status_handler(request_rec *r);
+int md_rs_certificate_status(request_rec *r);
+int md_rs_status_hook(request_rec *r, int flags);
 int md_rs_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_files,
                          apr_array_header_t *key_files);
 

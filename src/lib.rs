@@ -17,5 +17,6 @@ mod module;
 mod redirect;
 mod request;
 mod state;
+mod status;
 mod tls_alpn;
 mod watchdog;

@@ -45,6 +45,11 @@ impl MdView<'_> {
     }
 }
 
+/// A status document as a response body: pretty-printed, as the C module sends it.
+pub fn to_body(v: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec_pretty(v).unwrap_or_default()
+}
+
 /// Find the MD for a name: an MD name first, else any MD containing it as a domain
 /// (case-insensitive, as DNS names are).
 pub fn find_md<'a>(snaps: &'a [MdSnapshot], name: &str) -> Option<&'a MdSnapshot> {
