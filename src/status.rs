@@ -97,7 +97,7 @@ pub unsafe extern "C" fn md_rs_certificate_status(r: *mut ffi::request_rec) -> c
         if !req.is_get() {
             return ffi::HTTP_NOT_IMPLEMENTED;
         }
-        let body = status::to_body(&status::certificate_status(&view(state, snap), Utc::now()));
+        let body = status::to_body(&status::certificate_status(&view(state, snap)));
         req.send_body(200, c"application/json", &body);
         ffi::DONE
     })

@@ -60,11 +60,11 @@ pub fn md_status_list(views: &[MdView], now: DateTime<Utc>) -> Value {
 
 /// The public certificate facts of one MD for `/.httpd/certificate-status`: the overall
 /// validity, per key spec name `{valid, serial, sha256-fingerprint}`, and `renewal.cert` with
-/// the staged ones while a renewal is pending. No names, no logs, nothing of other MDs.
+/// the staged ones while a renewal job exists. No names, no logs, nothing of other MDs.
 ///
 /// Static certificate files are labelled `"0"`, `"1"`... in md-status, so their per-spec
 /// objects come out empty here, exactly as with the C module (SPEC 11.9).
-pub fn certificate_status(view: &MdView, now: DateTime<Utc>) -> Value {
+pub fn certificate_status(view: &MdView) -> Value {
     let snap = view.snap;
     let mut o = Map::new();
     if let Some(v) = snap.valid() {
@@ -78,13 +78,14 @@ pub fn certificate_status(view: &MdView, now: DateTime<Utc>) -> Value {
             .map_or_else(|| json!({}), |(_, c)| c.to_public_json());
         o.insert(name.to_string(), facts);
     }
-    if view.renew(now) {
-        let mut staged = Map::new();
-        if let Some(r) = &view.renewal {
-            for (l, c) in &r.staged {
-                staged.insert(l.clone(), c.to_public_json());
-            }
-        }
+    // Only a renewal that exists is shown: a due one without job adds nothing (as the C
+    // module, observed).
+    if let Some(r) = &view.renewal {
+        let staged: Map<String, Value> = r
+            .staged
+            .iter()
+            .map(|(l, c)| (l.clone(), c.to_public_json()))
+            .collect();
         o.insert("renewal".into(), json!({"cert": staged}));
     }
     Value::Object(o)
@@ -215,12 +216,12 @@ mod tests {
 
     #[test]
     fn certificate_status_forms() {
-        let (snap, now) = active_snapshot("a.test");
+        let (snap, _) = active_snapshot("a.test");
         let view = MdView {
             snap: &snap,
             renewal: None,
         };
-        let v = certificate_status(&view, now);
+        let v = certificate_status(&view);
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["valid", "rsa"]);
         assert_eq!(v["rsa"]["serial"], "0A279E967BD64722");
@@ -231,7 +232,16 @@ mod tests {
             snap: &missing,
             renewal: None,
         };
-        let v = certificate_status(&view, now);
+        let v = certificate_status(&view);
+        assert_eq!(v, json!({"rsa": {}}), "due, but no job yet");
+        let view = MdView {
+            snap: &missing,
+            renewal: Some(Renewal {
+                job: error_job("b.test"),
+                staged: vec![],
+            }),
+        };
+        let v = certificate_status(&view);
         assert_eq!(v, json!({"rsa": {}, "renewal": {"cert": {}}}));
 
         // static files are keyed "0": the per-spec object is empty, as with the C module
@@ -242,7 +252,7 @@ mod tests {
             snap: &st,
             renewal: None,
         };
-        let v = certificate_status(&view, now);
+        let v = certificate_status(&view);
         assert_eq!(v["rsa"], json!({}));
         assert!(v["valid"].is_object() && v.get("renewal").is_none());
     }
