@@ -448,3 +448,32 @@ def hostile_values(srv):
     # md-status JSON carries the job as stored
     st = get_json(srv, "/md-status/a.test")
     assert st["renewal"]["last"]["detail"] == "<img src=x onerror=alert(1)>"
+
+
+def test_static_certificate_not_covering_names_matches_c():
+    """A static certificate that does not cover the MD's names: both modules call the MD
+    incomplete and due (even though static-file MDs are never renewed)."""
+    outputs = {}
+    for impl in ("c", "rs"):
+        srv = HttpdServer(module_by_name(impl), status=True)
+        try:
+            cert, key = self_signed_pem("s.test")
+            srv.write_file("conf/s.crt", cert)
+            srv.write_file("conf/s.key", key, mode=0o600)
+            srv.render(PORTMAP + "MDServerStatus on\nMDInitialDelay 60s\n<MDomain n.test>\n"
+                       "    MDCertificateFile conf/s.crt\n    MDCertificateKeyFile conf/s.key\n"
+                       "</MDomain>\n" + STATUS_LOCATIONS)
+            res = srv.start()
+            assert res.started, res.text
+            md = normalize_paths(get_json(srv, "/md-status")["managed-domains"][0], srv)
+            _, _, auto = request(srv.http_port, "localhost", "/server-status?auto")
+            outputs[impl] = (md, auto_md_lines(auto.decode()))
+        finally:
+            srv.cleanup()
+    (c_md, c_auto), (r_md, r_auto) = outputs["c"], outputs["rs"]
+    assert r_md["state-descr"] == c_md["state-descr"] == (
+        "certificate(rsa) does not cover all domains.")
+    assert r_md["renew"] is c_md["renew"] is True
+    assert {k: v for k, v in r_md.items() if k != "renew-at"} == {
+        k: v for k, v in c_md.items() if k != "renew-at"}
+    assert r_auto == c_auto

@@ -202,8 +202,12 @@ impl MdSnapshot {
         intersection(self.present().map(|(_, c)| c))
     }
 
-    /// When renewal is due (a missing certificate means now).
+    /// When renewal is due: now for an incomplete MD (a missing certificate, or one not
+    /// covering all names), else the start of the renew window.
     pub fn renew_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        if self.record.state == MdState::Incomplete {
+            return now;
+        }
         let v: Vec<Option<Validity>> = self
             .certs
             .iter()
@@ -213,22 +217,23 @@ impl MdSnapshot {
     }
 }
 
-/// The MD's state from its certificates, with the C module's descriptions.
+/// The MD's state from its certificates, with the C module's descriptions. They name the key
+/// spec, also for static files (file `i` goes with key spec `i`, as in the C module).
 fn assess(md: &ManagedDomain, certs: &[(String, Option<CertFacts>)]) -> (MdState, Option<String>) {
-    for (label, c) in certs {
+    for (i, (label, c)) in certs.iter().enumerate() {
+        let name = md.private_keys.get(i).map_or(label.as_str(), |k| k.name());
         match c {
             None => {
                 return (
                     MdState::Incomplete,
-                    Some(format!("certificate({label}) is missing")),
+                    Some(format!("certificate({name}) is missing")),
                 )
             }
-            // Static files are the admin's business; only managed certificates must cover
-            // every name.
-            Some(c) if md.cert_files.is_empty() && !c.covers_all => {
+            // static files too: the C module reports those incomplete as well (observed)
+            Some(c) if !c.covers_all => {
                 return (
                     MdState::Incomplete,
-                    Some(format!("certificate({label}) does not cover all domains.")),
+                    Some(format!("certificate({name}) does not cover all domains.")),
                 )
             }
             Some(_) => {}
@@ -264,5 +269,70 @@ impl Renewal {
             })
             .collect();
         Some(Renewal { job, staged })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypt::{make_fallback_cert, EcCurve, KeyType, PrivateKey};
+    use crate::md::tests_support::md_with_keys;
+    use crate::md::KeySpec;
+
+    fn cert_for(names: &[&str]) -> Vec<u8> {
+        let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        make_fallback_cert(&names, &key).unwrap().to_pem().unwrap()
+    }
+
+    #[test]
+    fn store_certs_per_key_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let ec = KeySpec::Ec {
+            curve: "secp256r1".into(),
+        };
+        let md = md_with_keys("a.test", vec![ec, KeySpec::Default]);
+        let d = dir.path().join("domains").join("a.test");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("pubcert.secp256r1.pem"), cert_for(&["a.test"])).unwrap();
+        let now = Utc::now();
+        let s = MdSnapshot::load(&md, dir.path(), true);
+        assert_eq!(s.record.state, MdState::Incomplete);
+        assert_eq!(
+            s.record.state_descr.as_deref(),
+            Some("certificate(rsa) is missing")
+        );
+        assert_eq!(s.renew_at(now), now, "incomplete: due now");
+        let labels: Vec<&str> = s.present().map(|(l, _)| l).collect();
+        assert_eq!(labels, ["secp256r1"]);
+        let f = s.present().next().unwrap().1;
+        assert!(f
+            .serial
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_lowercase()));
+        assert_eq!(f.sha256.len(), 64);
+
+        std::fs::write(d.join("pubcert.pem"), cert_for(&["a.test"])).unwrap();
+        let s = MdSnapshot::load(&md, dir.path(), true);
+        assert_eq!(s.record.state, MdState::Complete);
+        assert_eq!(s.record.state_descr, None);
+        assert!(s.renew_at(now) > now);
+        assert_eq!(s.md_json["state"], 2);
+    }
+
+    #[test]
+    fn static_files_are_indexed_and_must_cover_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.crt");
+        std::fs::write(&f, cert_for(&["other.test"])).unwrap();
+        let mut md = md_with_keys("s.test", vec![KeySpec::Default]);
+        md.cert_files = vec![f.display().to_string()];
+        let s = MdSnapshot::load(&md, dir.path(), false);
+        assert_eq!(s.certs[0].0, "0");
+        assert_eq!(
+            s.record.state_descr.as_deref(),
+            Some("certificate(rsa) does not cover all domains.")
+        );
+        assert!(!s.watched);
     }
 }

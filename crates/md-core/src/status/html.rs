@@ -9,7 +9,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 
 use super::MdView;
-use crate::config::values::{known_ca_name, RenewMode};
+use crate::config::values::known_ca_name;
 use crate::store::{format_http_date, MdState};
 
 /// MDCertificateCheck: link text and URL prefix (the SHA-256 fingerprint is appended).
@@ -170,9 +170,7 @@ fn activity_html(view: &MdView, now: DateTime<Utc>) -> String {
         if at > now {
             return format!("Renew {}", time_html(at, now));
         }
-        if view.snap.record.md.renew_mode == RenewMode::Manual {
-            return "Manual renew".into();
-        }
+        // also for manual and static-file MDs (the C module, observed)
         return "Pending".into();
     };
     let mut s = String::new();
@@ -368,8 +366,6 @@ pub fn server_status_auto(views: &[MdView], now: DateTime<Utc>, check: &CheckAt)
                 let at = v.snap.renew_at(now);
                 if at > now {
                     let _ = writeln!(t, "{p}ActivityRenew: {}", (at - now).num_seconds());
-                } else if md.renew_mode == RenewMode::Manual {
-                    let _ = writeln!(t, "{p}Activity: Manual renew");
                 } else {
                     let _ = writeln!(t, "{p}Activity: Pending");
                 }

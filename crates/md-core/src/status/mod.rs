@@ -17,8 +17,6 @@ pub use json::{certificate_status, md_status_json, md_status_list, STATUS_VERSIO
 
 use chrono::{DateTime, Utc};
 
-use crate::config::values::RenewMode;
-
 /// One MD as a request sees it: the parent's snapshot plus the staging job read now.
 pub struct MdView<'a> {
     /// Facts collected at post_config.
@@ -28,15 +26,11 @@ pub struct MdView<'a> {
 }
 
 impl MdView<'_> {
-    /// Renewal is due: the renew window is reached for an MD whose certificates are renewed.
+    /// Renewal is due: the renew window is reached (or a certificate is missing). As with the
+    /// C module this does not depend on the renew mode: a manual or static-file MD whose
+    /// certificate does not cover its names is reported due too (observed).
     pub fn due(&self, now: DateTime<Utc>) -> bool {
-        let md = &self.snap.record.md;
-        let renews = match md.renew_mode {
-            RenewMode::Always => true,
-            RenewMode::Auto => md.cert_files.is_empty(),
-            RenewMode::Manual => false,
-        };
-        renews && self.snap.renew_at(now) <= now
+        self.snap.renew_at(now) <= now
     }
 
     /// `renew: true` is reported: a staging job exists or renewal is due.
