@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
+import signal
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -477,3 +477,65 @@ def test_static_certificate_not_covering_names_matches_c():
     assert {k: v for k, v in r_md.items() if k != "renew-at"} == {
         k: v for k, v in c_md.items() if k != "renew-at"}
     assert r_auto == c_auto
+
+
+def test_active_certificate_in_root_only_store_matches_c():
+    """A certificate in domains/<md>/ (0700, root): the children (www-data) cannot read it, so
+    its facts must have been taken by the parent. Both modules show the same facts, and after
+    a graceful restart with a new certificate, the new one."""
+    if os.geteuid() != 0:
+        raise AssertionError("this test needs root (children must drop to www-data)")
+    outputs = {}
+    for impl in ("c", "rs"):
+        srv = HttpdServer(module_by_name(impl), status=True)
+        try:
+            d = srv.dir / "md" / "domains" / "a.test"
+            d.mkdir(parents=True)
+            os.chmod(d, 0o700)
+            cert, key = self_signed_pem("a.test")
+            (d / "pubcert.pem").write_bytes(cert)
+            (d / "privkey.pem").write_bytes(key)
+            for f in ("pubcert.pem", "privkey.pem"):
+                os.chmod(d / f, 0o600)
+            srv.render(PORTMAP + "MDServerStatus on\nMDInitialDelay 60s\nMDomain a.test\n"
+                       + STATUS_LOCATIONS + ssl_vhost("a.test"))
+            res = srv.start()
+            assert res.started, res.text
+            md = get_json(srv, "/md-status/a.test")
+            cs = json.loads(request(srv.https_port, "a.test", "/.httpd/certificate-status",
+                                    tls=True)[2])
+            _, _, auto = request(srv.http_port, "localhost", "/server-status?auto")
+            outputs[impl] = (md, cs, auto_md_lines(auto.decode()))
+            assert request(srv.https_port, "a.test", "/", tls=True)[0] != 503
+        finally:
+            srv.cleanup()
+    (c_md, c_cs, c_auto), (r_md, r_cs, r_auto) = outputs["c"], outputs["rs"]
+    assert r_md["cert"] == c_md["cert"] and "rsa" in r_md["cert"]
+    assert (r_md["state"], r_md["renew-at"]) == (c_md["state"], c_md["renew-at"]) == (
+        2, r_md["renew-at"])
+    assert r_cs == c_cs and set(r_cs) == {"valid", "rsa"}
+    assert r_cs["rsa"]["sha256-fingerprint"] == c_md["cert"]["rsa"]["sha256-fingerprint"]
+    keys = lambda lines: [ln.split(":", 1)[0] for ln in lines]  # noqa: E731
+    assert keys(r_auto) == keys(c_auto)
+    assert [ln for ln in r_auto if "CheckAt" in ln] == [ln for ln in c_auto if "CheckAt" in ln]
+
+
+def test_graceful_restart_shows_new_static_certificate():
+    srv = make_server(module_by_name("rs"), "MDServerStatus on\n")
+    try:
+        before = get_json(srv, "/md-status/s.test")["cert"]["0"]["sha256-fingerprint"]
+        cert, key = self_signed_pem("s2.test")
+        srv.write_file("conf/s.crt", cert)
+        srv.write_file("conf/s.key", key, mode=0o600)
+        os.kill(srv.proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 20
+        after = before
+        while after == before and time.monotonic() < deadline:
+            time.sleep(0.3)
+            try:
+                after = get_json(srv, "/md-status/s.test")["cert"]["0"]["sha256-fingerprint"]
+            except (OSError, AssertionError):
+                pass
+        assert after != before, srv.error_log()
+    finally:
+        srv.cleanup()
