@@ -63,3 +63,36 @@ pub fn find_md<'a>(snaps: &'a [MdSnapshot], name: &str) -> Option<&'a MdSnapshot
 
 #[cfg(test)]
 pub(crate) mod testutil;
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn find_by_name_then_domain() {
+        let (mut a, now) = active_snapshot("a.test");
+        a.record.md.domains = vec!["a.test".into(), "www.a.test".into()];
+        let b = missing_snapshot("www.b.test");
+        let snaps = [a, b];
+        assert_eq!(
+            find_md(&snaps, "WWW.A.test").unwrap().record.md.name,
+            "a.test"
+        );
+        assert_eq!(
+            find_md(&snaps, "www.b.test").unwrap().record.md.name,
+            "www.b.test"
+        );
+        assert!(find_md(&snaps, "md-status").is_none());
+        let v = MdView {
+            snap: &snaps[1],
+            renewal: None,
+        };
+        assert!(v.due(now) && v.renew(now));
+        let v = MdView {
+            snap: &snaps[0],
+            renewal: None,
+        };
+        assert!(!v.due(now) && !v.renew(now));
+    }
+}
