@@ -539,3 +539,17 @@ def test_graceful_restart_shows_new_static_certificate():
         assert after != before, srv.error_log()
     finally:
         srv.cleanup()
+
+
+def test_eab_hmac_is_masked(md_module, httpd_factory):
+    srv = httpd_factory(status=True)
+    srv.render(PORTMAP + "MDInitialDelay 60s\nMDExternalAccountBinding kid-1 "
+               "c2VjcmV0LWhtYWMta2V5LXZhbHVlLTAxMjM0NTY3\nMDomain a.test\n"
+               + STATUS_LOCATIONS + ssl_vhost("a.test"))
+    res = srv.start()
+    assert res.started, res.text
+    for path in ("/md-status", "/md-status/a.test"):
+        _, _, body = request(srv.http_port, "localhost", path)
+        assert b"c2VjcmV0" not in body
+    md = get_json(srv, "/md-status/a.test")
+    assert md["eab"] == {"kid": "kid-1", "hmac": "***"}
