@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import time
 from email.utils import formatdate
@@ -553,3 +554,75 @@ def test_eab_hmac_is_masked(md_module, httpd_factory):
         assert b"c2VjcmV0" not in body
     md = get_json(srv, "/md-status/a.test")
     assert md["eab"] == {"kid": "kid-1", "hmac": "***"}
+
+
+def test_staged_certificate_from_pebble_matches_c():
+    """A real staged renewal: the C module gets a certificate from pebble (finished job, staged
+    certificate); our module is then started on a copy of that staging/ directory (our renewal
+    driver does not exist yet) and must show the same renewal, staged certificate facts,
+    certificate-status and ?auto lines."""
+    from lib.pebble import Pebble
+
+    c = HttpdServer(module_by_name("c"), status=True, md_defaults=False)
+    rs = HttpdServer(module_by_name("rs"), status=True)
+    pebble = Pebble(str(c.dir), c.http_port, c.https_port)
+    try:
+        pebble.start()
+        c.render(f'MDStoreDir "{c.dir}/md"\nMDCertificateAuthority {pebble.directory_url}\n'
+                 f'MDCACertificateFile "{pebble.ca_file}"\nMDCAChallenges http-01\n'
+                 "MDCertificateAgreement accepted\nMDContactEmail admin@x.test\n"
+                 "MDServerStatus on\n" + PORTMAP + "MDomain a.test\n" + STATUS_LOCATIONS
+                 + ssl_vhost("a.test"))
+        res = c.start()
+        assert res.started, res.text
+        deadline = time.monotonic() + 60
+        c_md = {}
+        while time.monotonic() < deadline:
+            c_md = get_json(c, "/md-status/a.test")
+            if c_md.get("renewal", {}).get("finished"):
+                break
+            time.sleep(0.5)
+        assert c_md.get("renewal", {}).get("finished"), (c_md, c.error_log()[-3000:])
+        c_list = by_name(get_json(c, "/md-status"))["a.test"]
+        c_cs = json.loads(request(c.https_port, "a.test", "/.httpd/certificate-status",
+                                  tls=True)[2])
+        c_auto = auto_md_lines(request(c.http_port, "localhost", "/server-status?auto")[2]
+                               .decode())
+        c_row = md_table(request(c.http_port, "localhost", "/server-status")[2].decode())[1]
+        c.stop()
+
+        shutil.copytree(c.dir / "md" / "staging", rs.dir / "md" / "staging")
+        for p in (rs.dir / "md", *(rs.dir / "md" / "staging").rglob("*")):
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        rs.render(PORTMAP + "MDServerStatus on\nMDInitialDelay 60s\nMDCAChallenges http-01\n"
+                  "MDCertificateAgreement accepted\nMDContactEmail admin@x.test\n"
+                  "MDomain a.test\n" + STATUS_LOCATIONS + ssl_vhost("a.test"))
+        res = rs.start()
+        assert res.started, res.text
+        r_md = get_json(rs, "/md-status/a.test")
+        r_list = by_name(get_json(rs, "/md-status"))["a.test"]
+        r_cs = json.loads(request(rs.https_port, "a.test", "/.httpd/certificate-status",
+                                  tls=True)[2])
+        r_auto = auto_md_lines(request(rs.http_port, "localhost", "/server-status?auto")[2]
+                               .decode())
+        r_row = md_table(request(rs.http_port, "localhost", "/server-status")[2].decode())[1]
+    finally:
+        c.cleanup()
+        rs.cleanup()
+        pebble.stop()
+    assert r_md["renewal"] == c_md["renewal"]
+    assert r_list["renewal"] == c_list["renewal"] and "log" not in r_list["renewal"]
+    staged = r_md["renewal"]["cert"]
+    assert set(staged) == {"rsa", "valid"} and SERIAL.match(staged["rsa"]["serial"])
+    assert staged["rsa"]["issuer-name"].startswith("/CN=Pebble Intermediate CA")
+    assert r_cs == c_cs
+    # the staged certificates in their md-status form (the active ones: public facts only)
+    assert r_cs["renewal"]["cert"] == staged
+    # (our server runs with the unreachable CA URL: CA lines differ by design)
+    no_ca = lambda lines: [ln for ln in lines if "]CA" not in ln]  # noqa: E731
+    assert no_ca(r_auto) == no_ca(c_auto)
+    assert "ManagedDomain[0]ActivityNewStaged: 1" in r_auto
+    assert "ManagedCertificatesReady: 1" in r_auto
+    cells = lambda row: row["a.test"][:4] + row["a.test"][5:]  # noqa: E731 (all but CA)
+    assert cells(r_row) == cells(c_row)
+    assert r_row["a.test"][7] == "  finished, 1 new certificate staged.\nOngoing..."

@@ -60,7 +60,7 @@ pub fn md_status_list(views: &[MdView], now: DateTime<Utc>) -> Value {
 
 /// The public certificate facts of one MD for `/.httpd/certificate-status`: the overall
 /// validity, per key spec name `{valid, serial, sha256-fingerprint}`, and `renewal.cert` with
-/// the staged ones while a renewal job exists. No names, no logs, nothing of other MDs.
+/// the staged certificates (md-status form) while a renewal job exists. No names, no logs, nothing of other MDs.
 ///
 /// Static certificate files are labelled `"0"`, `"1"`... in md-status, so their per-spec
 /// objects come out empty here, exactly as with the C module (SPEC 11.9).
@@ -78,15 +78,12 @@ pub fn certificate_status(view: &MdView) -> Value {
             .map_or_else(|| json!({}), |(_, c)| c.to_public_json());
         o.insert(name.to_string(), facts);
     }
-    // Only a renewal that exists is shown: a due one without job adds nothing (as the C
-    // module, observed).
+    // Only a renewal that exists is shown: a due one without job adds nothing. The staged
+    // certificates appear in their md-status form (issuer too), as with the C module (observed
+    // with pebble).
     if let Some(r) = &view.renewal {
-        let staged: Map<String, Value> = r
-            .staged
-            .iter()
-            .map(|(l, c)| (l.clone(), c.to_public_json()))
-            .collect();
-        o.insert("renewal".into(), json!({"cert": staged}));
+        let staged = r.staged.iter().map(|(l, c)| (l.as_str(), c));
+        o.insert("renewal".into(), json!({"cert": certs_json(staged)}));
     }
     Value::Object(o)
 }
