@@ -556,33 +556,47 @@ def test_eab_hmac_is_masked(md_module, httpd_factory):
     assert md["eab"] == {"kid": "kid-1", "hmac": "***"}
 
 
+def start_c_with_pebble(c: HttpdServer):
+    """pebble + the C module with MDomain a.test using it (http-01)."""
+    from lib.pebble import Pebble
+
+    pebble = Pebble(str(c.dir), c.http_port, c.https_port)
+    pebble.start()
+    c.render(f'MDStoreDir "{c.dir}/md"\nMDCertificateAuthority {pebble.directory_url}\n'
+             f'MDCACertificateFile "{pebble.ca_file}"\nMDCAChallenges http-01\n'
+             "MDCertificateAgreement accepted\nMDContactEmail admin@x.test\n"
+             "MDServerStatus on\n" + PORTMAP + "MDomain a.test\n" + STATUS_LOCATIONS
+             + ssl_vhost("a.test"))
+    res = c.start()
+    assert res.started, res.text
+    return pebble
+
+
+def wait_md(srv, cond, timeout=60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    md = {}
+    while time.monotonic() < deadline:
+        try:
+            md = get_json(srv, "/md-status/a.test")
+            if cond(md):
+                return md
+        except (OSError, AssertionError, ValueError):
+            pass  # e.g. during a graceful restart
+        time.sleep(0.5)
+    raise AssertionError(f"condition not reached: {md}\n{srv.error_log()[-3000:]}")
+
+
 def test_staged_certificate_from_pebble_matches_c():
     """A real staged renewal: the C module gets a certificate from pebble (finished job, staged
     certificate); our module is then started on a copy of that staging/ directory (our renewal
     driver does not exist yet) and must show the same renewal, staged certificate facts,
     certificate-status and ?auto lines."""
-    from lib.pebble import Pebble
-
     c = HttpdServer(module_by_name("c"), status=True, md_defaults=False)
     rs = HttpdServer(module_by_name("rs"), status=True)
-    pebble = Pebble(str(c.dir), c.http_port, c.https_port)
+    pebble = None
     try:
-        pebble.start()
-        c.render(f'MDStoreDir "{c.dir}/md"\nMDCertificateAuthority {pebble.directory_url}\n'
-                 f'MDCACertificateFile "{pebble.ca_file}"\nMDCAChallenges http-01\n'
-                 "MDCertificateAgreement accepted\nMDContactEmail admin@x.test\n"
-                 "MDServerStatus on\n" + PORTMAP + "MDomain a.test\n" + STATUS_LOCATIONS
-                 + ssl_vhost("a.test"))
-        res = c.start()
-        assert res.started, res.text
-        deadline = time.monotonic() + 60
-        c_md = {}
-        while time.monotonic() < deadline:
-            c_md = get_json(c, "/md-status/a.test")
-            if c_md.get("renewal", {}).get("finished"):
-                break
-            time.sleep(0.5)
-        assert c_md.get("renewal", {}).get("finished"), (c_md, c.error_log()[-3000:])
+        pebble = start_c_with_pebble(c)
+        c_md = wait_md(c, lambda m: m.get("renewal", {}).get("finished"))
         c_list = by_name(get_json(c, "/md-status"))["a.test"]
         c_cs = json.loads(request(c.https_port, "a.test", "/.httpd/certificate-status",
                                   tls=True)[2])
@@ -609,7 +623,8 @@ def test_staged_certificate_from_pebble_matches_c():
     finally:
         c.cleanup()
         rs.cleanup()
-        pebble.stop()
+        if pebble:
+            pebble.stop()
     assert r_md["renewal"] == c_md["renewal"]
     assert r_list["renewal"] == c_list["renewal"] and "log" not in r_list["renewal"]
     staged = r_md["renewal"]["cert"]
@@ -626,3 +641,54 @@ def test_staged_certificate_from_pebble_matches_c():
     cells = lambda row: row["a.test"][:4] + row["a.test"][5:]  # noqa: E731 (all but CA)
     assert cells(r_row) == cells(c_row)
     assert r_row["a.test"][7] == "  finished, 1 new certificate staged.\nOngoing..."
+
+
+def test_active_certificate_from_pebble_matches_c():
+    """The C module's certificate from pebble, activated by a graceful restart into domains/
+    (root-only, with the C module's md.json: account and CA used). Our module started on a copy
+    of that domains/ directory shows the same MD: everything equal but the configured CA list
+    (ours points at an unreachable CA)."""
+    c = HttpdServer(module_by_name("c"), status=True, md_defaults=False)
+    rs = HttpdServer(module_by_name("rs"), status=True)
+    pebble = None
+    try:
+        pebble = start_c_with_pebble(c)
+        wait_md(c, lambda m: m.get("renewal", {}).get("finished"))
+        os.kill(c.proc.pid, signal.SIGUSR1)
+        c_md = wait_md(c, lambda m: "rsa" in m.get("cert", {}))
+        c_auto = auto_md_lines(request(c.http_port, "localhost", "/server-status?auto")[2]
+                               .decode())
+        c_cs = json.loads(request(c.https_port, "a.test", "/.httpd/certificate-status",
+                                  tls=True)[2])
+        c.stop()
+        shutil.copytree(c.dir / "md" / "domains", rs.dir / "md" / "domains")
+        rs.render(PORTMAP + "MDServerStatus on\nMDInitialDelay 60s\nMDCAChallenges http-01\n"
+                  "MDCertificateAgreement accepted\nMDContactEmail admin@x.test\n"
+                  "MDomain a.test\n" + STATUS_LOCATIONS + ssl_vhost("a.test"))
+        res = rs.start()
+        assert res.started, res.text
+        r_md = get_json(rs, "/md-status/a.test")
+        r_auto = auto_md_lines(request(rs.http_port, "localhost", "/server-status?auto")[2]
+                               .decode())
+        r_cs = json.loads(request(rs.https_port, "a.test", "/.httpd/certificate-status",
+                                  tls=True)[2])
+    finally:
+        c.cleanup()
+        rs.cleanup()
+        if pebble:
+            pebble.stop()
+    check_formats(r_md)
+    assert key_paths(r_md) == key_paths(c_md)
+    assert r_md["ca"]["account"] == c_md["ca"]["account"]
+    assert r_md["ca"]["url"] == c_md["ca"]["url"]
+    without_ca = lambda m: {k: v for k, v in m.items() if k != "ca"}  # noqa: E731
+    assert without_ca(r_md) == without_ca(c_md)
+    assert r_cs == c_cs
+    # ActivityRenew is seconds from now: taken a few seconds apart
+    secs = lambda lines: {ln.split(": ")[0]: int(ln.split(": ")[1])  # noqa: E731
+                          for ln in lines if "ActivityRenew" in ln}
+    assert secs(r_auto).keys() == secs(c_auto).keys() == {"ManagedDomain[0]ActivityRenew"}
+    for k, v in secs(r_auto).items():
+        assert abs(v - secs(c_auto)[k]) < 60
+    rest = lambda lines: [ln for ln in lines if "ActivityRenew" not in ln]  # noqa: E731
+    assert rest(r_auto) == rest(c_auto)
