@@ -692,3 +692,65 @@ def test_active_certificate_from_pebble_matches_c():
         assert abs(v - secs(c_auto)[k]) < 60
     rest = lambda lines: [ln for ln in lines if "ActivityRenew" not in ln]  # noqa: E731
     assert rest(r_auto) == rest(c_auto)
+
+
+def dated_cert(name: str, from_days: float, until_days: float) -> tuple[bytes, bytes]:
+    """A self-signed certificate for `name` valid in [now+from_days, now+until_days]."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now + datetime.timedelta(days=from_days))
+            .not_valid_after(now + datetime.timedelta(days=until_days))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def test_expired_and_future_static_certificates_match_c():
+    """Status texts and Valid columns for an expired and a not yet valid certificate."""
+    files = {"e": dated_cert("e.test", -10, -1), "f": dated_cert("f.test", 2, 30)}
+    outputs = {}
+    for impl in ("c", "rs"):
+        srv = HttpdServer(module_by_name(impl), status=True)
+        try:
+            body = PORTMAP + "MDServerStatus on\nMDInitialDelay 60s\n"
+            for n, (cert, key) in files.items():
+                srv.write_file(f"conf/{n}.crt", cert)
+                srv.write_file(f"conf/{n}.key", key, mode=0o600)
+                body += (f"<MDomain {n}.test>\n    MDCertificateFile conf/{n}.crt\n"
+                         f"    MDCertificateKeyFile conf/{n}.key\n</MDomain>\n")
+            srv.render(body + STATUS_LOCATIONS)
+            res = srv.start()
+            assert res.started, res.text
+            mds = by_name(get_json(srv, "/md-status"))
+            mds = {k: normalize_paths(v, srv) for k, v in mds.items()}
+            auto = auto_md_lines(request(srv.http_port, "localhost", "/server-status?auto")[2]
+                                 .decode())
+            rows = md_table(request(srv.http_port, "localhost", "/server-status")[2].decode())[1]
+            outputs[impl] = (mds, auto, rows)
+        finally:
+            srv.cleanup()
+    (c_mds, c_auto, c_rows), (r_mds, r_auto, r_rows) = outputs["c"], outputs["rs"]
+    for n in ("e.test", "f.test"):
+        skip = ("renew-at",)
+        assert ({k: v for k, v in r_mds[n].items() if k not in skip}
+                == {k: v for k, v in c_mds[n].items() if k not in skip}), n
+        assert r_rows[n][:7] == c_rows[n][:7], n
+    assert r_mds["e.test"]["renew-at"] == c_mds["e.test"]["renew-at"]
+    strip = lambda lines: [ln.split(": ")[0] if "Activity" in ln else ln  # noqa: E731
+                           for ln in lines]
+    assert strip(r_auto) == strip(c_auto)
+    assert r_rows["e.test"][2] == "expired"

@@ -234,7 +234,13 @@ pub fn server_status_html(views: &[MdView], now: DateTime<Utc>, check: &CheckAt)
         h.push_str("<td>");
         if let Some(valid) = v.snap.valid() {
             if valid.from > now {
-                let _ = write!(h, "from {} ", time_html(valid.from, now));
+                // always the date here, also when near (as the C module)
+                let _ = write!(
+                    h,
+                    "from <span title='{}' style='white-space: nowrap;'>{}</span> ",
+                    format_http_date(valid.from),
+                    ymd(valid.from)
+                );
             }
             let _ = write!(
                 h,
