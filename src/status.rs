@@ -10,7 +10,7 @@ use std::ffi::c_int;
 use chrono::Utc;
 
 use crate::ffi;
-use crate::guard::guard;
+use crate::guard::{guard, test_panic_point};
 use crate::request::Request;
 use crate::state::{mod_state_ref, ModState};
 use md_core::status::{self, CheckAt, MdSnapshot, MdView, Renewal};
@@ -56,6 +56,7 @@ pub unsafe extern "C" fn md_rs_status_handler(r: *mut ffi::request_rec) -> c_int
             if !req.is_get() {
                 return ffi::HTTP_NOT_IMPLEMENTED;
             }
+            test_panic_point("md-status");
             // SAFETY: the state lives in pconf, which outlives every request.
             let Some(state) = (unsafe { mod_state_ref(req.pconf()) }) else {
                 return ffi::HTTP_SERVICE_UNAVAILABLE;

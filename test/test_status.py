@@ -754,3 +754,24 @@ def test_expired_and_future_static_certificates_match_c():
                            for ln in lines]
     assert strip(r_auto) == strip(c_auto)
     assert r_rows["e.test"][2] == "expired"
+
+
+def test_server_status_on_without_mod_status(md_module, httpd_factory):
+    srv = httpd_factory(status=False)
+    srv.render(PORTMAP + "MDServerStatus on\nMDomain a.test\n" + ssl_vhost("a.test"))
+    res = srv.start()
+    assert res.started, res.text
+
+
+def test_rs_panic_in_md_status_is_a_500(monkeypatch):
+    """The panic guard: a panicking request gives 500 and the child keeps serving."""
+    monkeypatch.setenv("MD_RS_TEST_PANIC", "md-status")
+    srv = make_server(module_by_name("rs"))
+    try:
+        assert request(srv.http_port, "localhost", "/md-status")[0] == 500
+        assert request(srv.http_port, "localhost", "/md-status")[0] == 500
+        assert request(srv.http_port, "a.test", "/.httpd/certificate-status")[0] == 200
+        assert "panic caught in md-status handler" in srv.error_log()
+        assert "exit signal" not in srv.error_log()
+    finally:
+        srv.cleanup()
