@@ -726,7 +726,8 @@ def test_expired_and_future_static_certificates_match_c():
     for impl in ("c", "rs"):
         srv = HttpdServer(module_by_name(impl), status=True)
         try:
-            body = PORTMAP + "MDServerStatus on\nMDInitialDelay 60s\n"
+            # stapling on, without an OCSP responder in the certificates: no ocsp parts
+            body = PORTMAP + "MDServerStatus on\nMDInitialDelay 60s\nMDStapling on\n"
             for n, (cert, key) in files.items():
                 srv.write_file(f"conf/{n}.crt", cert)
                 srv.write_file(f"conf/{n}.key", key, mode=0o600)
@@ -754,6 +755,7 @@ def test_expired_and_future_static_certificates_match_c():
                            for ln in lines]
     assert strip(r_auto) == strip(c_auto)
     assert r_rows["e.test"][2] == "expired"
+    assert r_rows["e.test"][5] == "on" and r_mds["e.test"]["stapling"] is True
 
 
 def test_server_status_on_without_mod_status(md_module, httpd_factory):
