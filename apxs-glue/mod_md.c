@@ -15,6 +15,7 @@
 #include <http_ssl.h>
 #include <mod_watchdog.h>
 #include <mpm_common.h>
+#include <mod_status.h>
 
 #include "md_rs.h"
 
@@ -127,6 +128,14 @@ void md_rs_glue_register_hooks(apr_pool_t *p)
 
     /* MDActivationRestart: the MPM parent's maintenance loop (root, single-threaded). */
     ap_hook_monitor(md_rs_monitor, NULL, NULL, APR_HOOK_MIDDLE);
+
+    /* Monitoring. certificate-status runs before mod_ssl's post_read_request, which answers
+     * 503 on connections that got a fallback certificate. mod_status is reached through its
+     * optional hook only (APR_OPTIONAL_HOOK adds by name: no symbol of mod_status is
+     * referenced, so LoadModule works without it and the hook is simply never called). */
+    ap_hook_handler(md_rs_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_read_request(md_rs_certificate_status, NULL, before_ssl, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ap, status_hook, md_rs_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
 
     md_rs_register_hooks(p);
 }

@@ -39,6 +39,9 @@ int md_rs_answer_challenge(conn_rec *c, const char *server_name, const char **pc
                            const char **pkey_pem);
 int md_rs_monitor(apr_pool_t *p, server_rec *s);
 void md_rs_child_init(apr_pool_t *pchild, server_rec *s);
+int md_rs_status_handler(request_rec *r);
+int md_rs_certificate_status(request_rec *r);
+int md_rs_status_hook(request_rec *r, int flags);
 int md_rs_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_files,
                          apr_array_header_t *key_files);
 

@@ -291,11 +291,19 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             }
         }
         // Watched: every MD except auto-renewed ones that no vhost uses.
-        let watched: Vec<(ManagedDomain, ChallengeSupport)> = state
+        let is_watched: Vec<bool> = state
             .mds
             .iter()
             .zip(&linked.md_vhosts)
-            .filter(|(md, vs)| !(md.renew_mode == RenewMode::Auto && vs.is_empty()))
+            .map(|(md, vs)| !(md.renew_mode == RenewMode::Auto && vs.is_empty()))
+            .collect();
+        // Status facts now, as root: children cannot read domains/.
+        state.status = crate::status::snapshots(&state.mds, &is_watched, &state.store_dir);
+        let watched: Vec<(ManagedDomain, ChallengeSupport)> = state
+            .mds
+            .iter()
+            .zip(&is_watched)
+            .filter(|(_, w)| **w)
             .map(|(md, _)| {
                 let support = ChallengeSupport {
                     reach,

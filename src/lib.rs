@@ -18,5 +18,6 @@ mod redirect;
 mod request;
 mod restart;
 mod state;
+mod status;
 mod tls_alpn;
 mod watchdog;

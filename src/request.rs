@@ -38,6 +38,12 @@ impl Request {
         unsafe { apr::to_string(self.r().hostname) }
     }
 
+    /// The handler name (`SetHandler`), "" when none.
+    pub fn handler(&self) -> String {
+        // SAFETY: handler is a C string or null.
+        unsafe { apr::to_string(self.r().handler) }
+    }
+
     /// The parsed URI path.
     pub fn path(&self) -> String {
         // SAFETY: parsed_uri.path is a C string or null.
@@ -86,6 +92,18 @@ impl Request {
         let present = unsafe { !ffi::apr_table_get(self.r().headers_out, name.as_ptr()).is_null() };
         if !present {
             self.set_header_out(name, value);
+        }
+    }
+
+    /// Write body bytes (headers are httpd's business: used inside mod_status's page).
+    pub fn write(&self, body: &[u8]) {
+        // SAFETY: r is live; ap_rwrite copies the bytes into the output brigade.
+        unsafe {
+            ffi::ap_rwrite(
+                body.as_ptr() as *const std::ffi::c_void,
+                body.len() as i32,
+                self.0,
+            );
         }
     }
 

@@ -21,6 +21,9 @@ pub struct ModState {
     pub server_mds: HashMap<usize, Vec<usize>>,
     /// The store directory (MDStoreDir, default `<ServerRoot>/md`).
     pub store_dir: PathBuf,
+    /// Status facts of every MD (same order as `mds`), taken in the parent at post_config:
+    /// the active certificates under `domains/` cannot be read by the children.
+    pub status: Vec<md_core::status::MdSnapshot>,
     /// Keys for fallback certificates made in this generation (one per key type).
     pub fallback_keys: md_core::serve::FallbackKeys,
     /// The store, opened in post_config (parent).

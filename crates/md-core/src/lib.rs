@@ -19,5 +19,6 @@ pub mod log;
 pub mod md;
 pub mod reg;
 pub mod serve;
+pub mod status;
 pub mod store;
 pub mod time;

@@ -105,7 +105,9 @@ impl Timeslice {
     pub fn length_for(&self, lifetime: Duration) -> Duration {
         match *self {
             Timeslice::Duration(d) => d,
-            Timeslice::Percent(p) => lifetime.mul_f64(f64::from(p) / 100.0),
+            // Whole seconds, truncated, as the C module computes it: renew-at in md-status
+            // then matches it to the second.
+            Timeslice::Percent(p) => Duration::from_secs(lifetime.as_secs() * u64::from(p) / 100),
         }
     }
 }

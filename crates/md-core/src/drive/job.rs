@@ -44,8 +44,10 @@ pub struct RunResult {
     pub status_description: Option<String>,
     /// ACME problem type (or an internal one like `challenge-mismatch`).
     pub problem: Option<String>,
-    /// What happened.
-    pub detail: String,
+    /// What happened (failures; success only records `valid-from`).
+    pub detail: Option<String>,
+    /// Ready time of staged certificates (success).
+    pub valid_from: Option<DateTime<Utc>>,
     /// What was being done.
     pub activity: Option<String>,
     /// Subproblems of an ACME problem.
@@ -62,7 +64,12 @@ pub fn set_last(job: &mut JobRecord, r: &RunResult) {
     if let Some(p) = &r.problem {
         m.insert("problem".into(), json!(p));
     }
-    m.insert("detail".into(), json!(r.detail));
+    if let Some(d) = &r.detail {
+        m.insert("detail".into(), json!(d));
+    }
+    if let Some(t) = r.valid_from {
+        m.insert("valid-from".into(), json!(format_http_date(t)));
+    }
     if let Some(a) = &r.activity {
         m.insert("activity".into(), json!(a));
     }
@@ -101,7 +108,7 @@ mod tests {
         let r = RunResult {
             status: 111,
             status_description: Some("Connection refused".into()),
-            detail: "Unsuccessful in contacting ACME server".into(),
+            detail: Some("Unsuccessful in contacting ACME server".into()),
             activity: Some("Contacting ACME server".into()),
             ..Default::default()
         };

@@ -249,7 +249,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 set_last(
                     &mut job,
                     &RunResult {
-                        detail: detail.clone(),
+                        valid_from: Some(ready),
                         ..Default::default()
                     },
                 );
@@ -285,9 +285,9 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                             .into(),
                         ),
                         problem: e.problem_type(),
-                        detail: detail.clone(),
+                        detail: Some(detail.clone()),
                         activity: Some(format!("Renewing {name}")),
-                        subproblems: None,
+                        ..Default::default()
                     },
                 );
                 log_entry(&mut job, now, "renewal-error", Some(&detail));

@@ -37,7 +37,10 @@ pub struct ManagedDomain {
     pub stapling: bool,
     pub cert_files: Vec<String>,
     pub pkey_files: Vec<String>,
+    /// Outgoing settings in effect: the section's, else the global ones.
     pub env: EnvSettings,
+    /// The section's own outgoing settings: what md.json records (as the C module does).
+    pub env_own: EnvSettings,
     pub eab: Option<Eab>,
     pub profile: Option<String>,
     pub profile_mandatory: bool,
@@ -119,6 +122,7 @@ impl ManagedDomain {
             stapling: s.stapling.unwrap_or(false),
             cert_files: def.cert_files.clone(),
             pkey_files: def.key_files.clone(),
+            env_own: def.env.clone(),
             env: EnvSettings {
                 proxy_url: env(|e| &e.proxy_url),
                 ca_certs: env(|e| &e.ca_certs),

@@ -251,6 +251,12 @@ impl MdRecord {
                     .collect()
             })
             .unwrap_or_default();
+        let own_env = EnvSettings {
+            proxy_url: j.proxy_url,
+            ca_certs: j.ca_certs,
+            proxy_ca_certs: j.proxy_ca_certs,
+            dns01_cmd: j.cmd_dns01,
+        };
         let md = ManagedDomain {
             name: j.name,
             domains: j.domains,
@@ -269,12 +275,8 @@ impl MdRecord {
             stapling: j.stapling,
             cert_files: j.cert_files,
             pkey_files: j.pkey_files,
-            env: EnvSettings {
-                proxy_url: j.proxy_url,
-                ca_certs: j.ca_certs,
-                proxy_ca_certs: j.proxy_ca_certs,
-                dns01_cmd: j.cmd_dns01,
-            },
+            env: own_env.clone(),
+            env_own: own_env,
             eab,
             profile: j.profile,
             profile_mandatory: j.profile_mandatory,
@@ -343,10 +345,10 @@ impl MdRecord {
             cert_files: md.cert_files.clone(),
             pkey_files: md.pkey_files.clone(),
             stapling: md.stapling,
-            cmd_dns01: md.env.dns01_cmd.clone(),
-            proxy_url: md.env.proxy_url.clone(),
-            ca_certs: md.env.ca_certs.clone(),
-            proxy_ca_certs: md.env.proxy_ca_certs.clone(),
+            cmd_dns01: md.env_own.dns01_cmd.clone(),
+            proxy_url: md.env_own.proxy_url.clone(),
+            ca_certs: md.env_own.ca_certs.clone(),
+            proxy_ca_certs: md.env_own.proxy_ca_certs.clone(),
             eab: match &md.eab {
                 Some(Eab::Key { kid, hmac }) => Some(json!({"kid": kid, "hmac": hmac})),
                 _ => None,

@@ -37,6 +37,7 @@ pub fn md(name: &str, domains: &[&str], specs: &[KeySpec]) -> ManagedDomain {
         cert_files: vec![],
         pkey_files: vec![],
         env: EnvSettings::default(),
+        env_own: EnvSettings::default(),
         eab: None,
         profile: None,
         profile_mandatory: false,

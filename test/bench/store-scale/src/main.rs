@@ -45,6 +45,7 @@ fn md(i: usize, contact: &str) -> ManagedDomain {
         cert_files: vec![],
         pkey_files: vec![],
         env: EnvSettings::default(),
+        env_own: EnvSettings::default(),
         eab: None,
         profile: None,
         profile_mandatory: false,

@@ -1,0 +1,98 @@
+//! Monitoring output (SPEC 2.1-2.3): the md-status JSON, `/.httpd/certificate-status` and the
+//! "Managed Certificates" section of server-status (HTML and `?auto`).
+//!
+//! The work is split the way the processes are: the facts of the *active* certificates live in
+//! `domains/`, which only root may read, so the parent collects them once per config
+//! generation into an [`MdSnapshot`] (with the md.json form already rendered). A request in a
+//! child then only reads the staging job (`staging/<md>/job.json`, readable by the `User`) and
+//! the staged certificates, and assembles the output with the current time.
+
+mod facts;
+mod html;
+mod json;
+
+pub use facts::{CertFacts, MdSnapshot, Renewal};
+pub use html::{server_status_auto, server_status_html, CheckAt};
+pub use json::{certificate_status, md_status_json, md_status_list, STATUS_VERSION};
+
+use chrono::{DateTime, Utc};
+
+/// One MD as a request sees it: the parent's snapshot plus the staging job read now.
+pub struct MdView<'a> {
+    /// Facts collected at post_config.
+    pub snap: &'a MdSnapshot,
+    /// The renewal in `staging/`, if any.
+    pub renewal: Option<Renewal>,
+}
+
+impl MdView<'_> {
+    /// Renewal is due: the renew window is reached (or a certificate is missing). As with the
+    /// C module this does not depend on the renew mode: a manual or static-file MD whose
+    /// certificate does not cover its names is reported due too (observed).
+    pub fn due(&self, now: DateTime<Utc>) -> bool {
+        self.snap.renew_at(now) <= now
+    }
+
+    /// `renew: true` is reported: a staging job exists or renewal is due.
+    pub fn renew(&self, now: DateTime<Utc>) -> bool {
+        self.renewal.is_some() || self.due(now)
+    }
+}
+
+/// A status document as a response body: pretty-printed, as the C module sends it.
+pub fn to_body(v: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec_pretty(v).unwrap_or_default()
+}
+
+/// Find the MD for a name: an MD name first, else any MD containing it as a domain
+/// (case-insensitive, as DNS names are).
+pub fn find_md<'a>(snaps: &'a [MdSnapshot], name: &str) -> Option<&'a MdSnapshot> {
+    snaps
+        .iter()
+        .find(|s| s.record.md.name.eq_ignore_ascii_case(name))
+        .or_else(|| {
+            snaps.iter().find(|s| {
+                s.record
+                    .md
+                    .domains
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(name))
+            })
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn find_by_name_then_domain() {
+        let (mut a, now) = active_snapshot("a.test");
+        a.record.md.domains = vec!["a.test".into(), "www.a.test".into()];
+        let b = missing_snapshot("www.b.test");
+        let snaps = [a, b];
+        assert_eq!(
+            find_md(&snaps, "WWW.A.test").unwrap().record.md.name,
+            "a.test"
+        );
+        assert_eq!(
+            find_md(&snaps, "www.b.test").unwrap().record.md.name,
+            "www.b.test"
+        );
+        assert!(find_md(&snaps, "md-status").is_none());
+        let v = MdView {
+            snap: &snaps[1],
+            renewal: None,
+        };
+        assert!(v.due(now) && v.renew(now));
+        let v = MdView {
+            snap: &snaps[0],
+            renewal: None,
+        };
+        assert!(!v.due(now) && !v.renew(now));
+    }
+}
