@@ -354,3 +354,48 @@ def test_message_and_notify_commands(ca_env, md_module):
     job = json.loads((srv.dir / "md" / "domains" / "a.test" / "job.json").read_text())
     types = [e["type"] for e in job["log"]["entries"]]
     assert "message-renewed" in types and "finished" in types, types
+
+
+def test_short_renew_window_forces_renewal(ca_env, md_module):
+    """MDRenewWindow longer than pebble's certificate lifetime (5 years): the activated
+    certificate is due at once, so it is renewed again and the next restart serves a new one."""
+    srv, peb = ca_env()
+    srv.render(md_conf(srv, peb, "MDRenewWindow 2000d\nMDomain a.test\n" + vhosts("a.test")))
+    assert srv.start().started
+    wait_staged(srv, "a.test")
+    graceful(srv)
+    first = served_chain_ok(srv, peb, "a.test")["serialNumber"]
+    # After the restart the watchdog finds the active certificate inside the window.
+    wait_staged(srv, "a.test")
+    graceful(srv)
+    deadline = time.monotonic() + 15
+    while served_chain_ok(srv, peb, "a.test")["serialNumber"] == first:
+        assert time.monotonic() < deadline, "the renewed certificate is not served"
+        time.sleep(0.2)
+    # Each activation archives the previous domains/a.test (first the fallback-only one).
+    archive = sorted(os.listdir(srv.dir / "md" / "archive"))
+    assert archive == ["a.test.1", "a.test.2"], archive
+
+
+VETO_SCRIPT = """#!/bin/sh
+echo "$@" >> "{log}"
+[ "$1" = renewing ] && exit 1
+exit 0
+"""
+
+
+def test_renewing_veto_stops_the_renewal(ca_env, md_module):
+    srv, peb = ca_env()
+    log = srv.write_file("calls.log", "", mode=0o666)
+    script = srv.write_file("conf/veto.sh", VETO_SCRIPT.format(log=log), mode=0o755)
+    srv.render(md_conf(srv, peb, f"MDMessageCmd {script}\nMDomain a.test\n" + vhosts("a.test")))
+    assert srv.start().started
+    deadline = time.monotonic() + 15
+    while "renewing a.test" not in log.read_text():
+        assert time.monotonic() < deadline, srv.error_log()[-2000:]
+        time.sleep(0.1)
+    time.sleep(3)
+    # Vetoed: no order was placed and nothing was staged.
+    assert "POST /order-plz" not in peb.log_all()
+    assert not read_job(srv, "a.test").get("finished")
+    assert "challenge-setup" not in log.read_text()
