@@ -73,13 +73,8 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
             Some(dir) => dir.into(),
             None => std::path::Path::new(&server_root).join("md"),
         };
-        let registry = match open_store(&state.store_dir) {
-            Ok(store) => Registry::new(store),
-            Err(e) => {
-                let dir = state.store_dir.display();
-                log_s!(s, Level::Err, "AH10046: setup store for {dir}: {e}");
-                return FAILED;
-            }
+        let Some(registry) = open_store_logged(s, &state.store_dir).map(Registry::new) else {
+            return FAILED;
         };
         if diagnostics.iter().any(|d| d.fatal) {
             return report(s, &diagnostics);
@@ -172,13 +167,41 @@ fn events_of(state: &crate::state::ModState) -> Events {
     Events::new(g.message_cmd.clone(), g.notify_cmd.clone(), &dir)
 }
 
-/// Open (and on first use lay out) the store, in the parent.
-pub fn open_store(dir: &std::path::Path) -> Result<FsStore, String> {
+/// Open (and on first use lay out) the store, in the parent; failure is AH10046.
+fn open_store_logged(s: *const ffi::server_rec, dir: &std::path::Path) -> Option<FsStore> {
     let opts = StoreOptions {
         child_owner: child_owner(),
         ..Default::default()
     };
-    FsStore::open(dir, opts).map_err(|e| e.to_string())
+    FsStore::open(dir, opts)
+        .map_err(|e| {
+            log_s!(
+                s,
+                Level::Err,
+                "AH10046: setup store for {}: {e}",
+                dir.display()
+            )
+        })
+        .ok()
+}
+
+/// Hand (certificate, key) file pairs to mod_ssl.
+///
+/// # Safety
+/// The arrays must be mod_ssl's arrays of this call; `p` must outlive them.
+unsafe fn push_files(
+    p: *mut ffi::apr_pool_t,
+    cert_files: *mut ffi::apr_array_header_t,
+    key_files: *mut ffi::apr_array_header_t,
+    files: &[(String, String)],
+) {
+    for (cert, key) in files {
+        // SAFETY: see the function contract.
+        unsafe {
+            apr::push_string(cert_files, p, cert);
+            apr::push_string(key_files, p, key);
+        }
+    }
 }
 
 /// The servers of this config (base first), as md-core sees them.
@@ -316,13 +339,8 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
         if watched.is_empty() {
             return OK;
         }
-        let store = match open_store(&state.store_dir) {
-            Ok(store) => store,
-            Err(e) => {
-                let dir = state.store_dir.display();
-                log_s!(s, Level::Err, "AH10046: setup store for {dir}: {e}");
-                return FAILED;
-            }
+        let Some(store) = open_store_logged(s, &state.store_dir) else {
+            return FAILED;
         };
         let g = &state.config.global;
         let defaults = RenewSettings::default();
@@ -398,12 +416,9 @@ pub unsafe extern "C" fn md_rs_add_cert_files(
                 "MD {}: certificate {cert}, key {key}",
                 md.name
             );
-            // SAFETY: the arrays belong to mod_ssl's call and p outlives them.
-            unsafe {
-                apr::push_string(cert_files, p, cert);
-                apr::push_string(key_files, p, key);
-            }
         }
+        // SAFETY: the arrays belong to mod_ssl's call and p outlives them.
+        unsafe { push_files(p, cert_files, key_files, &files) };
         OK
     })
 }
@@ -426,13 +441,8 @@ pub unsafe extern "C" fn md_rs_add_fallback_cert_files(
         let md = md.clone();
         match md_core::serve::fallback_files(&md, &state.store_dir, &mut state.fallback_keys) {
             Ok(files) => {
-                for (cert, key) in &files {
-                    // SAFETY: the arrays belong to mod_ssl's call and p outlives them.
-                    unsafe {
-                        apr::push_string(cert_files, p, cert);
-                        apr::push_string(key_files, p, key);
-                    }
-                }
+                // SAFETY: the arrays belong to mod_ssl's call and p outlives them.
+                unsafe { push_files(p, cert_files, key_files, &files) };
                 log_s!(
                     s,
                     Level::Debug,
