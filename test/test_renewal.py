@@ -399,3 +399,39 @@ def test_renewing_veto_stops_the_renewal(ca_env, md_module):
     assert "POST /order-plz" not in peb.log_all()
     assert not read_job(srv, "a.test").get("finished")
     assert "challenge-setup" not in log.read_text()
+
+
+def test_failover_to_the_next_ca(ca_env, md_module):
+    """Two CAs, the first one down: after MDRetryFailover errors the renewal moves on to the
+    second, and md.json records the CA that was used."""
+    srv, peb = ca_env()
+    srv.render(md_conf(srv, peb, "MDRetryDelay 1s\nMDRetryFailover 1\nMDomain a.test\n"
+                       + vhosts("a.test")).replace(
+        f"MDCertificateAuthority {peb.directory_url}",
+        f"MDCertificateAuthority https://127.0.0.1:9/directory {peb.directory_url}"))
+    assert srv.start().started
+    job = wait_staged(srv, "a.test", timeout=90)
+    staged = json.loads((srv.dir / "md" / "staging" / "a.test" / "md.json").read_text())
+    assert staged["ca"]["url"] == peb.directory_url
+    graceful(srv)
+    assert issuer_cn(served_chain_ok(srv, peb, "a.test")).startswith("Pebble Intermediate CA")
+
+
+def test_external_account_binding_from_config(httpd_factory, md_module):
+    """A CA that requires EAB (pebble externalAccountBindingRequired): the MD's
+    MDExternalAccountBinding key id and HMAC register the account."""
+    srv = httpd_factory(log_level="warn md:debug")
+    hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+    peb = Pebble(str(srv.dir), srv.http_port, srv.https_port, config={
+        "externalAccountBindingRequired": True,
+        "externalAccountMACKeys": {"kid-1": hmac}}).start()
+    try:
+        srv.render(md_conf(srv, peb, f"MDExternalAccountBinding kid-1 {hmac}\n"
+                           "MDomain a.test\n" + vhosts("a.test")))
+        assert srv.start().started
+        wait_staged(srv, "a.test")
+        graceful(srv)
+        assert issuer_cn(served_chain_ok(srv, peb, "a.test")).startswith("Pebble Intermediate")
+    finally:
+        peb.stop()
+
