@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::drive::job::log_entry;
+use crate::drive::job::{log_entry, set_last, RunResult};
 use crate::log::{Level, LogSink};
 use crate::store::{parse_http_date, JobRecord};
 
@@ -58,6 +58,28 @@ fn last_message(job: &JobRecord, reason: &str) -> Option<DateTime<Utc>> {
                 .and_then(parse_http_date)
         })
         .max()
+}
+
+/// Record a failed command: log line, job log entry, and the job's `last` result with the
+/// C module's problem URN (`urn:org:apache:httpd:log:AH10109:` etc.).
+fn failed(
+    job: &mut JobRecord,
+    now: DateTime<Utc>,
+    log: &dyn LogSink,
+    ah: &str,
+    kind: &str,
+    detail: String,
+) -> EventError {
+    crate::md_log!(*log, Level::Err, "{ah}: {detail}");
+    log_entry(job, now, kind, Some(&detail));
+    let result = RunResult {
+        status: 1,
+        problem: Some(format!("urn:org:apache:httpd:log:{ah}:")),
+        detail: Some(detail.clone()),
+        ..Default::default()
+    };
+    set_last(job, &result);
+    EventError(detail)
 }
 
 impl Events {
@@ -116,18 +138,14 @@ impl Events {
             if let Some(cmd) = &self.notify_cmd {
                 if let Err(e) = self.run(cmd, &[md], log) {
                     let detail = format!("MDNotifyCmd {md}: {e}");
-                    crate::md_log!(*log, Level::Err, "AH10108: {detail}");
-                    log_entry(job, now, "notify-error", Some(&detail));
-                    return Err(EventError(detail));
+                    return Err(failed(job, now, log, "AH10108", "notify-error", detail));
                 }
             }
         }
         if let Some(cmd) = &self.message_cmd {
             if let Err(e) = self.run(cmd, &[reason, md], log) {
                 let detail = format!("MDMessageCmd {reason} {md}: {e}");
-                crate::md_log!(*log, Level::Err, "AH10109: {detail}");
-                log_entry(job, now, "message-error", Some(&detail));
-                return Err(EventError(detail));
+                return Err(failed(job, now, log, "AH10109", "message-error", detail));
             }
         }
         log_entry(job, now, &format!("message-{reason}"), None);
@@ -210,6 +228,8 @@ mod tests {
             .unwrap_err();
         assert!(e.0.starts_with("MDNotifyCmd a"), "{e}");
         assert_eq!(types(&job), vec!["notify-error"]);
+        let last = job.last.as_ref().unwrap();
+        assert_eq!(last["problem"], "urn:org:apache:httpd:log:AH10108:");
         // Without commands, messages are still recorded (drives the rate limits).
         let ev = Events::default();
         let mut job = JobRecord::default();
