@@ -137,7 +137,7 @@ void md_rs_glue_register_hooks(apr_pool_t *p)
     ap_hook_post_read_request(md_rs_certificate_status, NULL, before_ssl, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, md_rs_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
 
-    md_rs_register_hooks(p);
+    (void)p;
 }
 
 

@@ -24,7 +24,6 @@ const char *md_rs_cmd_argv(cmd_parms *cmd, void *dc, int argc, char *const argv[
 const char *md_rs_cmd_raw(cmd_parms *cmd, void *dc, const char *args);
 
 /* --- Rust: hooks --- */
-void md_rs_register_hooks(apr_pool_t *p);
 int md_rs_post_config_before_ssl(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                  server_rec *s);
 int md_rs_post_config_after_ssl(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,

@@ -66,12 +66,14 @@ pub unsafe extern "C" fn md_rs_cmd_argv(
     argc: c_int,
     argv: *const *mut c_char,
 ) -> *const c_char {
-    // SAFETY: argv holds argc C strings (httpd's TAKE_ARGV contract).
-    let words = (0..argc.max(0) as usize)
-        .map(|i| unsafe { apr::to_string(*argv.add(i)) })
-        .collect();
-    // SAFETY: cmd is httpd's live cmd_parms.
-    unsafe { run_directive(cmd, ArgValue::Words(words)) }
+    // SAFETY: argv holds argc C strings (httpd's TAKE_ARGV contract); cmd is httpd's live
+    // cmd_parms. run_directive guards the directive; this guard covers the conversion.
+    guard("directive", std::ptr::null(), null(), || unsafe {
+        let words = (0..argc.max(0) as usize)
+            .map(|i| apr::to_string(*argv.add(i)))
+            .collect();
+        run_directive(cmd, ArgValue::Words(words))
+    })
 }
 
 /// httpd: a raw-argument directive (sections, command lines).
@@ -81,8 +83,11 @@ pub unsafe extern "C" fn md_rs_cmd_raw(
     _dc: *mut c_void,
     args: *const c_char,
 ) -> *const c_char {
-    // SAFETY: args is a C string, cmd httpd's live cmd_parms.
-    unsafe { run_directive(cmd, ArgValue::Raw(apr::to_string(args))) }
+    // SAFETY: args is a C string, cmd httpd's live cmd_parms. run_directive guards the
+    // directive; this guard covers the conversion.
+    guard("directive", std::ptr::null(), null(), || unsafe {
+        run_directive(cmd, ArgValue::Raw(apr::to_string(args)))
+    })
 }
 
 /// Apply one directive; returns null or an error message allocated in the config pool.

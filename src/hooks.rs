@@ -23,10 +23,6 @@ const OK: c_int = ffi::OK;
 const DECLINED: c_int = ffi::DECLINED;
 const FAILED: c_int = ffi::HTTP_INTERNAL_SERVER_ERROR;
 
-/// httpd: called from the glue's register_hooks on every load of the module.
-#[no_mangle]
-pub unsafe extern "C" fn md_rs_register_hooks(_p: *mut ffi::apr_pool_t) {}
-
 /// The first post_config pass at startup only checks the config (httpd's "dry run"): it must
 /// do nothing expensive and leave no side effects (FFI-NOTES (b)).
 fn is_dry_run() -> bool {
