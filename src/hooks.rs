@@ -16,7 +16,7 @@ use md_core::event::Events;
 use md_core::log::Level;
 use md_core::md::challenges::{self, ChallengeSupport, Reachability};
 use md_core::md::ManagedDomain;
-use md_core::reg::{Activation, Registry};
+use md_core::reg::{Activation, Registry, StoreLock};
 use md_core::store::{FsStore, Group, StoreExt, StoreOptions};
 
 const OK: c_int = ffi::OK;
@@ -75,7 +75,29 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
         if diagnostics.iter().any(|d| d.fatal) {
             return report(s, &diagnostics);
         }
-        match registry.sync(&state.mds) {
+        // MDStoreLocks: servers sharing one store sync and activate one at a time; one that
+        // cannot get the lock in time starts without syncing or activating (the others do).
+        let (_lock, locked_out) = match state.config.global.store_locks.flatten() {
+            Some(wait) => match StoreLock::acquire(&state.store_dir, wait) {
+                Ok(lock) => (Some(lock), false),
+                Err(e) => {
+                    log_s!(
+                        s,
+                        Level::Warning,
+                        "AH10398: unable to obtain global registry lock, \
+                           renewed certificates may remain inactive on this httpd instance: {e}"
+                    );
+                    (None, true)
+                }
+            },
+            None => (None, false),
+        };
+        let sync = if locked_out {
+            Ok(Default::default())
+        } else {
+            registry.sync(&state.mds)
+        };
+        match sync {
             Ok(sync) => {
                 for (name, err) in &sync.errors {
                     log_s!(
@@ -93,7 +115,7 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
         // Staged certificates become active at every (re)start, not on the dry run.
         let events = events_of(state);
         let registry = state.registry.insert(registry);
-        if !is_dry_run() {
+        if !is_dry_run() && !locked_out {
             let names: Vec<&str> = state.mds.iter().map(|m| m.name.as_str()).collect();
             let mut installed = Vec::new();
             for (name, result) in registry.load_stagings(names) {
