@@ -11,6 +11,7 @@ use crate::{apr, ffi};
 use md_core::config::values::RenewMode;
 use md_core::config::vhosts::{self, Diagnostic, VHost};
 use md_core::config::Origin;
+use md_core::drive::check::ActiveCerts;
 use md_core::drive::renew::RenewSettings;
 use md_core::event::Events;
 use md_core::log::Level;
@@ -116,13 +117,20 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
         let events = events_of(state);
         let registry = state.registry.insert(registry);
         if !is_dry_run() && !locked_out {
-            let names: Vec<&str> = state.mds.iter().map(|m| m.name.as_str()).collect();
             let mut installed = Vec::new();
-            for (name, result) in registry.load_stagings(names) {
+            for (name, result) in registry.load_stagings_for(&state.mds) {
                 match result {
                     Ok(Activation::Activated { .. }) => {
                         log_s!(s, Level::Notice, "AH10068: {name}: staged set activated");
                         installed.push(name);
+                    }
+                    Ok(Activation::Busy) => {
+                        log_s!(
+                            s,
+                            Level::Info,
+                            "{name}: a child still writes the staged set; it is activated at \
+                             a later restart"
+                        );
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -340,18 +348,20 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             .collect();
         // Status facts now, as root: children cannot read domains/.
         state.status = crate::status::snapshots(&state.mds, &is_watched, &state.store_dir);
-        let watched: Vec<(ManagedDomain, ChallengeSupport)> = state
+        // The renewal decisions rest on the same facts (the child cannot read them).
+        let watched: Vec<watchdog::WatchedMd> = state
             .mds
             .iter()
-            .zip(&is_watched)
-            .filter(|(_, w)| **w)
-            .map(|(md, _)| {
-                let support = ChallengeSupport {
+            .zip(&state.status)
+            .filter(|(_, snap)| snap.watched)
+            .map(|(md, snap)| watchdog::WatchedMd {
+                md: md.clone(),
+                support: ChallengeSupport {
                     reach,
                     acme_tls_1: !md.acme_tls_1.is_empty(),
                     dns01_cmd: md.env.dns01_cmd.is_some(),
-                };
-                (md.clone(), support)
+                },
+                active: std::sync::Mutex::new(ActiveCerts::from_snapshot(snap)),
             })
             .collect();
         if watched.is_empty() {
@@ -367,6 +377,7 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             retry_failover: g.retry_failover.unwrap_or(defaults.retry_failover),
             activation_delay: g.activation_delay.unwrap_or_default(),
             dns01_version: g.dns01_version.unwrap_or(1),
+            generation_started: chrono::Utc::now(),
         };
         let plan = watchdog::RenewPlan {
             mds: watched,

@@ -16,6 +16,7 @@ use crate::guard::guard;
 use crate::log::{log_s, ServerLog};
 use crate::{apr, ffi};
 use md_core::drive;
+use md_core::drive::check::ActiveCerts;
 use md_core::drive::renew::{MdOutcome, RenewSettings, Renewer};
 use md_core::event::Events;
 use md_core::log::Level;
@@ -79,10 +80,21 @@ const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(12 * 3600);
 /// Renewals of different MDs that run at the same time.
 pub const MAX_PARALLEL: usize = 4;
 
+/// One MD the renewal watchdog watches.
+pub struct WatchedMd {
+    /// The MD as configured (with the names MDMembers auto added).
+    pub md: ManagedDomain,
+    /// What the server offers for its challenges.
+    pub support: ChallengeSupport,
+    /// Its active certificates as the parent read them (the child cannot read `domains/`
+    /// nor root-only static files); a renewal staged in this child replaces them.
+    pub active: Mutex<ActiveCerts>,
+}
+
 /// What the renewal watchdog works on, prepared in the parent.
 pub struct RenewPlan {
-    /// Watched MDs with what the server offers for their challenges.
-    pub mds: Vec<(ManagedDomain, ChallengeSupport)>,
+    /// Watched MDs.
+    pub mds: Vec<WatchedMd>,
     /// The store, opened in the parent (it holds the secret the child cannot read).
     pub store: FsStore,
     /// Its directory.
@@ -169,6 +181,18 @@ unsafe extern "C" fn renew_callback(
     })
 }
 
+/// This child is going away: it exits (pool cleanup), or httpd told it to stop (graceful
+/// restart: a new generation's child takes over the renewals).
+fn stopping() -> bool {
+    if STOPPING.load(Ordering::SeqCst) {
+        return true;
+    }
+    let mut state: c_int = 0;
+    // SAFETY: ap_mpm_query only reads the MPM's state into the int we pass.
+    unsafe { ffi::ap_mpm_query(ffi::AP_MPMQ_MPM_STATE as c_int, &mut state) };
+    state == ffi::AP_MPMQ_STOPPING as c_int
+}
+
 /// Renew what is due (bounded parallelism); returns the delay until the next run.
 fn run_pass(watch: &RenewWatch) -> Duration {
     let _in_flight = InFlight::enter();
@@ -177,13 +201,14 @@ fn run_pass(watch: &RenewWatch) -> Duration {
     }
     let plan = &watch.plan;
     let log = ServerLog(watch.server);
-    let renewer = Renewer::new(
+    let mut renewer = Renewer::new(
         &plan.store,
         plan.store_dir.clone(),
         &log,
         plan.settings.clone(),
         plan.events.clone(),
     );
+    renewer.stopping = &stopping;
     let now = Utc::now();
     let interval = plan.check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL);
     let next = Mutex::new(jittered(interval, drive::random_jitter()));
@@ -191,14 +216,14 @@ fn run_pass(watch: &RenewWatch) -> Duration {
     std::thread::scope(|scope| {
         for _ in 0..MAX_PARALLEL.min(plan.mds.len()) {
             scope.spawn(|| loop {
-                if STOPPING.load(Ordering::SeqCst) {
+                if stopping() {
                     break;
                 }
-                let Some((md, support)) = queue.lock().unwrap_or_else(|p| p.into_inner()).next()
-                else {
+                let Some(w) = queue.lock().unwrap_or_else(|p| p.into_inner()).next() else {
                     break;
                 };
-                let until = match renewer.run_md(md, *support, now) {
+                let mut active = w.active.lock().unwrap_or_else(|p| p.into_inner());
+                let until = match renewer.run_md(&w.md, w.support, &mut active, now) {
                     MdOutcome::Idle(Some(t)) | MdOutcome::Failed(t) => Some(t),
                     MdOutcome::Idle(None) | MdOutcome::Staged => None,
                 };

@@ -22,6 +22,9 @@ pub struct CertificateRequest {
     pub must_staple: bool,
     /// Preferred chain by issuer name (an alternate chain is chosen when it matches).
     pub preferred_chain: Option<String>,
+    /// URL of an order started earlier for the same names and key (a renewal killed midway):
+    /// it is continued unless the CA has given up on it, so a restart does not order again.
+    pub resume: Option<String>,
 }
 
 impl CertificateRequest {
@@ -34,6 +37,7 @@ impl CertificateRequest {
             replaces: None,
             must_staple: false,
             preferred_chain: None,
+            resume: None,
         }
     }
 }
@@ -77,12 +81,36 @@ impl AcmeClient {
         req: &CertificateRequest,
         responder: &dyn ChallengeResponder,
     ) -> Result<IssuedCertificate, OrderError> {
+        self.obtain_certificate_with(acct, key, req, responder, &|_| {})
+    }
+
+    /// As [`AcmeClient::obtain_certificate`]; `on_order` sees the order as soon as it exists
+    /// (new or resumed), so the caller can record its URL before any challenge is answered.
+    pub fn obtain_certificate_with(
+        &self,
+        acct: &AccountKey,
+        key: &PrivateKey,
+        req: &CertificateRequest,
+        responder: &dyn ChallengeResponder,
+        on_order: &dyn Fn(&Order),
+    ) -> Result<IssuedCertificate, OrderError> {
         let new = NewOrder {
             identifiers: req.names.iter().map(|n| Identifier::from_name(n)).collect(),
             profile: req.profile.clone(),
             replaces: req.replaces.clone(),
         };
-        let order = self.new_order(acct, &new)?;
+        let resumed = req
+            .resume
+            .as_deref()
+            .and_then(|url| self.get_order(acct, url).ok())
+            .filter(|o| {
+                o.status != "invalid" && same_identifiers(&o.identifiers, &new.identifiers)
+            });
+        let order = match resumed {
+            Some(o) => o,
+            None => self.new_order(acct, &new)?,
+        };
+        on_order(&order);
         let mut td = Teardown {
             responder,
             setups: Vec::new(),
@@ -105,7 +133,15 @@ impl AcmeClient {
             let setup = select_and_setup(&authz, &req.challenges, &acct.key, responder)?;
             let chal_url = setup.challenge_url.clone();
             td.setups.push(setup);
-            self.respond_challenge(acct, &chal_url)?;
+            // A resumed order may have answered this challenge already: the CA validates it
+            // (the material is in place again); answering twice is an error at some CAs.
+            let answered = authz
+                .challenges
+                .iter()
+                .any(|c| c.url == chal_url && c.status != "pending");
+            if !answered {
+                self.respond_challenge(acct, &chal_url)?;
+            }
             pending.push(url.clone());
         }
         for url in &pending {
@@ -152,4 +188,14 @@ impl AcmeClient {
             challenge_setups,
         })
     }
+}
+
+/// The same identifiers in any order.
+fn same_identifiers(a: &[Identifier], b: &[Identifier]) -> bool {
+    let key = |i: &Identifier| (i.id_type.to_ascii_lowercase(), i.value.to_ascii_lowercase());
+    let mut a: Vec<_> = a.iter().map(key).collect();
+    let mut b: Vec<_> = b.iter().map(key).collect();
+    a.sort();
+    b.sort();
+    a == b
 }

@@ -145,6 +145,27 @@ impl Certificate {
         })
     }
 
+    /// The TLS feature extension asks for `status_request` (OCSP must-staple, RFC 7633).
+    pub fn must_staple(&self) -> bool {
+        let Ok(der) = self.x509.to_der() else {
+            return false;
+        };
+        let Some(value) = der_extension(&der, &TLS_FEATURE_OID_DER) else {
+            return false;
+        };
+        // TLSFeature ::= SEQUENCE OF INTEGER; status_request is 5.
+        let Some((0x30, mut features, _)) = der_tlv(value) else {
+            return false;
+        };
+        while let Some((tag, v, rest)) = der_tlv(features) {
+            if tag == 0x02 && v == [5] {
+                return true;
+            }
+            features = rest;
+        }
+        false
+    }
+
     /// Issuer distinguished name in OpenSSL's oneline form, e.g. `/C=US/O=Pebble/CN=...`.
     pub fn issuer_name(&self) -> String {
         name_oneline(self.x509.issuer_name())
@@ -211,6 +232,60 @@ impl Certificate {
         let serial = self.x509.serial_number().to_bn().ok()?.to_vec();
         Some(format!("{}.{}", b64url(&aki), b64url(&serial)))
     }
+}
+
+/// DER: the (tag, content, rest) of the first TLV in `b` (definite lengths only, as DER).
+fn der_tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, b) = b.split_first()?;
+    let (&first, mut b) = b.split_first()?;
+    let len = if first < 0x80 {
+        first as usize
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || b.len() < n {
+            return None;
+        }
+        let len = b[..n].iter().fold(0usize, |a, &x| (a << 8) | x as usize);
+        b = &b[n..];
+        len
+    };
+    (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
+}
+
+/// The DER body of OID 1.3.6.1.5.5.7.1.24 (id-pe-tlsfeature, RFC 7633).
+const TLS_FEATURE_OID_DER: [u8; 8] = [0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x18];
+
+/// The contents of the extension `oid` (its OCTET STRING) in a DER certificate.
+fn der_extension<'a>(cert: &'a [u8], oid: &[u8]) -> Option<&'a [u8]> {
+    const SEQ: u8 = 0x30;
+    let (_, cert, _) = der_tlv(cert).filter(|t| t.0 == SEQ)?;
+    let (_, mut tbs, _) = der_tlv(cert).filter(|t| t.0 == SEQ)?;
+    // TBSCertificate: the extensions are the explicit [3] element.
+    while !tbs.is_empty() {
+        let (tag, body, rest) = der_tlv(tbs)?;
+        tbs = rest;
+        if tag != 0xa3 {
+            continue;
+        }
+        let (_, mut exts, _) = der_tlv(body).filter(|t| t.0 == SEQ)?;
+        while !exts.is_empty() {
+            let (_, ext, rest) = der_tlv(exts)?;
+            exts = rest;
+            let (tag, id, mut ext) = der_tlv(ext)?;
+            if tag != 0x06 || id != oid {
+                continue;
+            }
+            // optional `critical BOOLEAN`, then the OCTET STRING
+            loop {
+                let (tag, value, rest) = der_tlv(ext)?;
+                if tag == 0x04 {
+                    return Some(value);
+                }
+                ext = rest;
+            }
+        }
+    }
+    None
 }
 
 fn ip_from_bytes(b: &[u8]) -> Option<std::net::IpAddr> {
@@ -339,6 +414,7 @@ mod tests {
         assert!(!c.matches_key(&other));
         assert!(c.is_issued_by(&c));
         assert!(c.ari_cert_id().is_none(), "no AKI");
+        assert!(!c.must_staple());
         let pem = CertificateChain {
             certs: vec![c.clone(), c],
         }
@@ -346,5 +422,25 @@ mod tests {
         .unwrap();
         assert_eq!(CertificateChain::from_pem(&pem).unwrap().certs.len(), 2);
         assert!(CertificateChain::from_pem(b"").is_err());
+    }
+
+    #[test]
+    fn must_staple_from_the_tls_feature_extension() {
+        let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_pubkey(key.pkey()).unwrap();
+        b.set_not_before(&Asn1Time::from_unix(1_700_000_000).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::from_unix(1_700_086_400).unwrap())
+            .unwrap();
+        let der = openssl::asn1::Asn1OctetString::new_from_bytes(&[0x30, 0x03, 0x02, 0x01, 0x05])
+            .unwrap();
+        let oid = openssl::asn1::Asn1Object::from_str(crate::crypt::TLS_FEATURE_OID).unwrap();
+        b.append_extension(X509Extension::new_from_der(&oid, false, &der).unwrap())
+            .unwrap();
+        b.sign(key.pkey(), MessageDigest::sha256()).unwrap();
+        assert!(Certificate::from_x509(b.build()).must_staple());
+        assert!(der_extension(&[0x30, 0x82, 0xff], &TLS_FEATURE_OID_DER).is_none());
     }
 }

@@ -1,15 +1,62 @@
-//! One watchdog pass over the watched MDs: read the active certificates and decide, per MD,
-//! whether it is due for renewal or in its warn window (SPEC 4.3). Running the renewals is
-//! the driver's other half.
-
-use std::path::Path;
+//! One watchdog pass over the watched MDs: decide, per MD, whether it is due for renewal or in
+//! its warn window (SPEC 4.3). Running the renewals is the driver's other half.
+//!
+//! The decision uses only what the parent read at post_config ([`ActiveCerts`]): the active
+//! certificates under `domains/` and static MDCertificateFiles are often root-only, and the
+//! renewal runs in a child as the `User`. A child that read them itself would see no
+//! certificate and order again at every start.
 
 use chrono::{DateTime, Utc};
 
 use super::schedule::{in_warn_window, renew_at, Validity};
 use crate::config::values::RenewMode;
-use crate::crypt::CertificateChain;
 use crate::md::ManagedDomain;
+use crate::status::MdSnapshot;
+use crate::store::MdState;
+
+/// The active certificates of an MD as the parent found them (one entry per key spec, or per
+/// static file), and whether they are enough for its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ActiveCerts {
+    /// Validity per key spec (`None` = missing or unreadable).
+    pub certs: Vec<Option<Validity>>,
+    /// Why the MD needs new certificates at once (the C module's `state-descr`: a key spec
+    /// without certificate, a name not covered, a must-staple mismatch), if it does.
+    pub incomplete: Option<String>,
+}
+
+impl ActiveCerts {
+    /// The facts of a status snapshot (taken by the parent, as root).
+    pub fn from_snapshot(s: &MdSnapshot) -> ActiveCerts {
+        ActiveCerts {
+            certs: s
+                .certs
+                .iter()
+                .map(|(_, c)| c.as_ref().map(|c| c.valid))
+                .collect(),
+            incomplete: (s.record.state == MdState::Incomplete || s.certs.is_empty()).then(|| {
+                s.record
+                    .state_descr
+                    .clone()
+                    .unwrap_or_else(|| "no certificate".into())
+            }),
+        }
+    }
+
+    /// A complete set just staged by this process: it replaces the picture, so that a pass
+    /// after the restart that activates it (while this child still runs) does not order again.
+    pub fn staged(certs: &[Validity]) -> ActiveCerts {
+        ActiveCerts {
+            certs: certs.iter().copied().map(Some).collect(),
+            incomplete: None,
+        }
+    }
+
+    /// The earliest end of the present certificates.
+    pub fn valid_until(&self) -> Option<DateTime<Utc>> {
+        self.certs.iter().flatten().map(|v| v.until).min()
+    }
+}
 
 /// What a check found for one MD.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +69,6 @@ pub struct MdCheck {
     pub renew_at: DateTime<Utc>,
     /// A present certificate is in the warn window.
     pub warn: bool,
-    /// Validity per key spec (`None` = missing or unreadable).
-    pub certs: Vec<Option<Validity>>,
 }
 
 impl MdCheck {
@@ -33,42 +78,23 @@ impl MdCheck {
     }
 }
 
-/// The validity of the active certificate of each key spec: static files, else
-/// `domains/<md>/pubcert[.spec].pem`.
-pub fn active_validity(md: &ManagedDomain, store_dir: &Path) -> Vec<Option<Validity>> {
-    let read = |path: &Path| {
-        let pem = std::fs::read(path).ok()?;
-        let chain = CertificateChain::from_pem(&pem).ok()?;
-        let leaf = chain.leaf();
-        Some(Validity {
-            from: leaf.not_before(),
-            until: leaf.not_after(),
-        })
-    };
-    if !md.cert_files.is_empty() {
-        return md.cert_files.iter().map(|f| read(Path::new(f))).collect();
-    }
-    let dir = store_dir.join("domains").join(&md.name);
-    md.private_keys
-        .iter()
-        .map(|spec| read(&dir.join(format!("pubcert{}.pem", spec.file_suffix()))))
-        .collect()
-}
-
-/// Check one MD at `now`.
-pub fn check_md(md: &ManagedDomain, store_dir: &Path, now: DateTime<Utc>) -> MdCheck {
-    let certs = active_validity(md, store_dir);
+/// Check one MD at `now` against the facts the parent handed over.
+pub fn check_md(md: &ManagedDomain, active: &ActiveCerts, now: DateTime<Utc>) -> MdCheck {
     let renews = match md.renew_mode {
         RenewMode::Always => true,
         RenewMode::Auto => md.cert_files.is_empty(),
         RenewMode::Manual => false,
     };
+    let renew_at = if active.incomplete.is_some() {
+        now
+    } else {
+        renew_at(&active.certs, &md.renew_window, now)
+    };
     MdCheck {
         name: md.name.clone(),
         renews,
-        renew_at: renew_at(&certs, &md.renew_window, now),
-        warn: in_warn_window(&certs, &md.warn_window, now),
-        certs,
+        renew_at,
+        warn: in_warn_window(&active.certs, &md.warn_window, now),
     }
 }
 
@@ -81,32 +107,99 @@ mod tests {
         crate::md::tests_support::mds_from_config(lines).remove(0)
     }
 
-    #[test]
-    fn missing_cert_is_due_now_and_present_one_by_window() {
-        let dir = std::env::temp_dir().join(format!("md-check-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let m = md(&["MDRenewWindow 10d", "MDomain a.test"]);
-        let now = Utc::now();
-        let c = check_md(&m, &dir, now);
-        assert!(c.is_due(now) && c.renews && !c.warn && c.certs == vec![None]);
+    /// The parent's picture of `m` with the files under `dir` (as post_config takes it).
+    fn picture(m: &ManagedDomain, dir: &std::path::Path) -> ActiveCerts {
+        ActiveCerts::from_snapshot(&MdSnapshot::load(m, dir, true))
+    }
 
-        // A 14-day certificate with a 10-day window: due in about 4 days.
+    fn write_cert(dir: &std::path::Path, m: &ManagedDomain, names: &[&str]) {
         let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
-        let cert = make_fallback_cert(&m.domains, &key).unwrap();
-        let d = dir.join("domains").join("a.test");
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let cert = make_fallback_cert(&names, &key).unwrap();
+        let d = dir.join("domains").join(&m.name);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("pubcert.pem"), cert.to_pem().unwrap()).unwrap();
-        let c = check_md(&m, &dir, now);
+    }
+
+    #[test]
+    fn missing_cert_is_due_now_and_present_one_by_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = md(&["MDRenewWindow 10d", "MDomain a.test"]);
+        let now = Utc::now();
+        let c = check_md(&m, &picture(&m, dir.path()), now);
+        assert!(c.is_due(now) && c.renews && !c.warn);
+
+        // A 14-day certificate with a 10-day window: due in about 4 days.
+        write_cert(dir.path(), &m, &["a.test"]);
+        let active = picture(&m, dir.path());
+        assert_eq!(active.incomplete, None);
+        let c = check_md(&m, &active, now);
         assert!(!c.is_due(now));
         let days = (c.renew_at - now).num_hours() as f64 / 24.0;
         assert!((3.9..=4.1).contains(&days), "{days}");
-        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_check_reads_no_file() {
+        // The child cannot read domains/: the decision rests on the picture alone.
+        let dir = tempfile::tempdir().unwrap();
+        let m = md(&["MDRenewWindow 10d", "MDomain a.test"]);
+        write_cert(dir.path(), &m, &["a.test"]);
+        let active = picture(&m, dir.path());
+        std::fs::remove_dir_all(dir.path().join("domains")).unwrap();
+        let now = Utc::now();
+        assert!(!check_md(&m, &active, now).is_due(now));
+    }
+
+    #[test]
+    fn incomplete_mds_are_due_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        // A name added to the MD.
+        let m = md(&["MDomain a.test www.a.test"]);
+        write_cert(dir.path(), &m, &["a.test"]);
+        let active = picture(&m, dir.path());
+        assert_eq!(
+            active.incomplete.as_deref(),
+            Some("certificate(rsa) does not cover all domains.")
+        );
+        assert!(check_md(&m, &active, now).is_due(now));
+        // A key spec added: its certificate is missing.
+        let m = md(&["MDPrivateKeys rsa2048 secp256r1", "MDomain a.test"]);
+        let active = picture(&m, dir.path());
+        assert_eq!(
+            active.incomplete.as_deref(),
+            Some("certificate(secp256r1) is missing")
+        );
+        assert!(check_md(&m, &active, now).is_due(now));
+        // MDMustStaple switched on.
+        let m = md(&["MDMustStaple on", "MDomain a.test"]);
+        let active = picture(&m, dir.path());
+        assert_eq!(
+            active.incomplete.as_deref(),
+            Some("'must-staple' is requested, but certificate(rsa) has it not enabled.")
+        );
+        assert!(check_md(&m, &active, now).is_due(now));
+    }
+
+    #[test]
+    fn a_staged_set_replaces_the_picture() {
+        let now = Utc::now();
+        let m = md(&["MDomain a.test"]);
+        let v = Validity {
+            from: now,
+            until: now + chrono::Duration::days(90),
+        };
+        let active = ActiveCerts::staged(&[v]);
+        assert!(!check_md(&m, &active, now).is_due(now));
+        assert_eq!(active.valid_until(), Some(v.until));
     }
 
     #[test]
     fn manual_mode_never_renews() {
-        let dir = std::env::temp_dir().join("md-check-none");
+        let dir = tempfile::tempdir().unwrap();
         let m = md(&["MDRenewMode manual", "MDomain a.test"]);
-        assert!(!check_md(&m, &dir, Utc::now()).is_due(Utc::now()));
+        let now = Utc::now();
+        assert!(!check_md(&m, &picture(&m, dir.path()), now).is_due(now));
     }
 }

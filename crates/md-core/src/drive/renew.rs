@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::check::check_md;
+use super::check::{check_md, ActiveCerts};
 use super::job::{log_entry, set_last, RunResult};
 use super::responder::StoreResponder;
 use super::schedule::{ready_at, Validity};
@@ -22,7 +22,10 @@ use crate::http::{HttpConfig, LazyHttpClient};
 use crate::log::{Level, LogSink};
 use crate::md::challenges::{candidates, ChallengeSupport};
 use crate::md::ManagedDomain;
-use crate::store::{files, AccountRecord, Group, JobRecord, MdRecord, Store, StoreError, StoreExt};
+use crate::store::{
+    files, AccountRecord, FileKind, Group, JobRecord, MdRecord, OrderRecord, Store, StoreError,
+    StoreExt,
+};
 use crate::time::{jittered, retry_delay};
 
 /// Module-wide settings a renewal needs.
@@ -36,6 +39,10 @@ pub struct RenewSettings {
     pub activation_delay: Duration,
     /// MDChallengeDns01Version.
     pub dns01_version: u8,
+    /// When this server generation started (its post_config): an MD that failed before
+    /// it is retried at once, as the C module does after a restart ("fix the config,
+    /// reload"), unless the CA itself asked for a delay.
+    pub generation_started: DateTime<Utc>,
 }
 
 impl Default for RenewSettings {
@@ -45,9 +52,15 @@ impl Default for RenewSettings {
             retry_failover: 13,
             activation_delay: Duration::ZERO,
             dns01_version: 1,
+            generation_started: DateTime::<Utc>::MIN_UTC,
         }
     }
 }
+
+/// The longest a CA's Retry-After is honoured (a larger one is read as a day).
+pub const MAX_CA_DELAY: Duration = Duration::from_secs(24 * 3600);
+/// When an MD's renewal lock is held by another process, look again after this long.
+const BUSY_RETRY: Duration = Duration::from_secs(10);
 
 /// Why a renewal failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +83,9 @@ pub enum RenewError {
     /// Keys.
     #[error(transparent)]
     Crypt(#[from] CryptError),
+    /// The process is going away; the renewal continues in the next one.
+    #[error("stopped: the server is restarting")]
+    Stopping,
 }
 
 impl RenewError {
@@ -134,6 +150,9 @@ pub struct Renewer<'a, S: Store + Sync> {
     pub account_lock: Mutex<()>,
     /// MDMessageCmd / MDNotifyCmd.
     pub events: Events,
+    /// True once the process is going away (an old generation's child at a graceful
+    /// restart): no new order is started; what is staged stays resumable.
+    pub stopping: &'a (dyn Fn() -> bool + Sync),
 }
 
 impl<'a, S: Store + Sync> Renewer<'a, S> {
@@ -152,17 +171,40 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             settings,
             account_lock: Mutex::new(()),
             events,
+            stopping: &|| false,
         }
     }
 
-    /// One pass for `md`: skip what is not due, renew what is, record the result.
+    /// One pass for `md`: skip what is not due, renew what is, record the result. `active`
+    /// is what the parent knew of the MD's certificates; a set staged here replaces it.
     pub fn run_md(
         &self,
         md: &ManagedDomain,
         support: ChallengeSupport,
+        active: &mut ActiveCerts,
         now: DateTime<Utc>,
     ) -> MdOutcome {
         let name = md.name.as_str();
+        // One driver per MD across processes: the children of two generations overlap at a
+        // graceful restart, and the parent does not activate a set while it is written.
+        let _lock = match self.store.lock_md(name, true) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                crate::md_log!(
+                    *self.log,
+                    Level::Debug,
+                    "{name}: renewal runs in another process"
+                );
+                return MdOutcome::Idle(Some(now + chrono_of(BUSY_RETRY)));
+            }
+            Err(e) => {
+                crate::md_log!(*self.log, Level::Err, "{name}: renewal lock: {e}");
+                return MdOutcome::Failed(now + chrono_of(self.settings.retry_delay));
+            }
+        };
+        if let Err(e) = self.store.recover_dir(Group::Staging, name) {
+            crate::md_log!(*self.log, Level::Warning, "{name}: staging recovery: {e}");
+        }
         let mut job = match self.store.load_job(Group::Staging, name) {
             Ok(Some(j)) => j,
             Ok(None) => JobRecord {
@@ -179,16 +221,46 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             }
         };
         if job.finished {
-            // Staged: announce it once ready (retrying a failed notification with backoff),
-            // then wait for the restart that activates it.
-            let outcome = self.announce(name, &mut job, now);
-            self.save(name, &job);
-            return outcome;
+            match self.staged_set(md) {
+                Ok(staged) => {
+                    // Staged: announce it once ready (retrying a failed notification with
+                    // backoff), then wait for the restart that activates it.
+                    *active = ActiveCerts::staged(&staged);
+                    let outcome = self.announce(name, &mut job, now);
+                    self.save_existing(name, &job);
+                    return outcome;
+                }
+                Err(why) => {
+                    // A job that claims a staged set that is not there (or no longer fits)
+                    // would keep the MD from renewing forever (C module issue #420).
+                    crate::md_log!(
+                        *self.log,
+                        Level::Warning,
+                        "{name}: staging claims a finished renewal, but {why}: starting over"
+                    );
+                    self.reset_staging(md);
+                    job = JobRecord {
+                        name: name.to_string(),
+                        log: job.log.take(),
+                        ..Default::default()
+                    };
+                }
+            }
+        }
+        if job.errors > 0
+            && job
+                .last_run
+                .is_some_and(|t| t < self.settings.generation_started)
+            && !job.ca_retry_until.is_some_and(|t| t > now)
+        {
+            // Failed before this server (re)start: the admin may have fixed the cause.
+            job.errors = 0;
+            job.next_run = None;
         }
         if let Some(next) = job.next_run.filter(|t| *t > now) {
             return MdOutcome::Idle(Some(next));
         }
-        let check = check_md(md, &self.root, now);
+        let check = check_md(md, active, now);
         if check.warn {
             crate::md_log!(
                 *self.log,
@@ -204,14 +276,19 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             }
             return MdOutcome::Idle(check.renews.then_some(check.renew_at));
         }
+        if (self.stopping)() {
+            return MdOutcome::Idle(Some(now));
+        }
         if let Err(e) = self.events.raise("renewing", name, &mut job, now, self.log) {
-            // The admin's command vetoed the renewal (e.g. another cluster node renews).
+            // The admin's command vetoed the renewal (e.g. another cluster node renews). It
+            // counts as an error, with backoff, as in the C module.
             crate::md_log!(*self.log, Level::Info, "{name}: renewal vetoed: {e}");
-            let delay = jittered(self.settings.retry_delay, super::random_jitter());
-            let next = now + chrono::Duration::from_std(delay).unwrap_or_default();
+            job.errors += 1;
+            let delay = retry_delay(self.settings.retry_delay, job.errors, false);
+            let next = now + chrono_of(jittered(delay, super::random_jitter()));
             job.next_run = Some(next);
             self.save(name, &job);
-            return MdOutcome::Idle(Some(next));
+            return MdOutcome::Failed(next);
         }
         job.last_run = Some(now);
         log_entry(&mut job, now, "starting", None);
@@ -222,12 +299,13 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         }
         let outcome = match result {
             Ok(new) => {
-                let old_until = check
-                    .certs
-                    .iter()
-                    .map(|c| c.map(|v| v.until))
-                    .min()
+                let old_until = active
+                    .incomplete
+                    .is_none()
+                    .then(|| active.valid_until())
                     .flatten();
+                *active = ActiveCerts::staged(&new);
+                job.ca_retry_until = None;
                 let ready = ready_at(&new, old_until, self.settings.activation_delay, now);
                 job.finished = true;
                 job.errors = 0;
@@ -262,13 +340,17 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                     other => other,
                 }
             }
+            Err(RenewError::Stopping) => MdOutcome::Idle(Some(now)),
             Err(e) => {
                 job.errors += 1;
                 let base = retry_delay(self.settings.retry_delay, job.errors, e.is_input_related());
-                // The CA's Retry-After wins when it asks for more patience than our backoff.
+                // The CA's Retry-After wins when it asks for more patience than our backoff;
+                // it is remembered across restarts.
+                let ca_delay = e.retry_after().map(|d| d.min(MAX_CA_DELAY));
+                job.ca_retry_until = ca_delay.map(|d| now + chrono_of(d));
                 let delay =
-                    jittered(base, super::random_jitter()).max(e.retry_after().unwrap_or_default());
-                let next = now + chrono::Duration::from_std(delay).unwrap_or_default();
+                    jittered(base, super::random_jitter()).max(ca_delay.unwrap_or_default());
+                let next = now + chrono_of(delay);
                 job.next_run = Some(next);
                 let detail = e.to_string();
                 let input = e.is_input_related();
@@ -348,6 +430,78 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         }
     }
 
+    /// Save the job of a staged set, unless the set is gone: the parent of a new generation
+    /// activated and purged it, and a late write must not leave a job that claims a staged
+    /// set that is not there.
+    fn save_existing(&self, name: &str, job: &JobRecord) {
+        let r = self.store.save_existing(
+            Group::Staging,
+            name,
+            files::JOB,
+            &job.to_json(),
+            FileKind::Json,
+        );
+        match r {
+            Ok(true) => {}
+            Ok(false) => crate::md_log!(
+                *self.log,
+                Level::Debug,
+                "{name}: staged set was activated meanwhile"
+            ),
+            Err(e) => crate::md_log!(*self.log, Level::Err, "{name}: saving job.json: {e}"),
+        }
+    }
+
+    /// The validity of a finished staged set that can be activated for `md` as configured:
+    /// md.json with one of the MD's CAs, every key spec's key and certificate, matching,
+    /// covering all names, must-staple as configured, not expired.
+    fn staged_set(&self, md: &ManagedDomain) -> Result<Vec<Validity>, String> {
+        let name = md.name.as_str();
+        let rec = match self.store.load_md(Group::Staging, name) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err("its md.json is missing".into()),
+            Err(e) => return Err(e.to_string()),
+        };
+        if !rec.ca_url.as_ref().is_some_and(|u| md.ca_urls.contains(u)) {
+            return Err("it is from a CA no longer configured".into());
+        }
+        let mut out = Vec::new();
+        for spec in &md.private_keys {
+            let (key, chain) = match self.store.load_cert_and_key(Group::Staging, name, spec) {
+                Ok(Some(kc)) => kc,
+                Ok(None) => return Err(format!("certificate({}) is missing", spec.name())),
+                Err(e) => return Err(format!("certificate({}): {e}", spec.name())),
+            };
+            let leaf = crate::crypt::Certificate::from_x509(chain[0].clone());
+            let key = PrivateKey::from_pkey(key).map_err(|e| e.to_string())?;
+            if !leaf.matches_key(&key) {
+                return Err(format!(
+                    "certificate({}) does not match its key",
+                    spec.name()
+                ));
+            }
+            crate::reg::fits(md, spec, &leaf)?;
+            if leaf.not_after() <= Utc::now() {
+                return Err(format!("certificate({}) has expired", spec.name()));
+            }
+            out.push(Validity {
+                from: leaf.not_before(),
+                until: leaf.not_after(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Drop everything staged for `md` (and its challenge files): the next run starts anew.
+    fn reset_staging(&self, md: &ManagedDomain) {
+        for d in &md.domains {
+            let _ = self.store.purge(Group::Challenges, d);
+        }
+        if let Err(e) = self.store.purge(Group::Staging, &md.name) {
+            crate::md_log!(*self.log, Level::Err, "{}: purging staging: {e}", md.name);
+        }
+    }
+
     /// Obtain every key spec's certificate into staging; returns their validity.
     fn renew(
         &self,
@@ -369,6 +523,33 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             0
         };
         let ca_url = md.ca_urls.get(idx).cloned().unwrap_or_default();
+        // Failover (or a changed MDCertificateAuthority): what was staged at another CA
+        // (account, order, certificates) is of no use here.
+        let staged_ca = self
+            .store
+            .load_order(Group::Staging, name)
+            .ok()
+            .flatten()
+            .and_then(|o| {
+                o.extra
+                    .get(ORDER_CA)
+                    .and_then(|v| v.as_str().map(String::from))
+            })
+            .or_else(|| {
+                self.store
+                    .load_account(Group::Staging, name)
+                    .ok()
+                    .flatten()
+                    .map(|a| a.ca_url)
+            });
+        if staged_ca.is_some_and(|c| c != ca_url) {
+            crate::md_log!(
+                *self.log,
+                Level::Info,
+                "{name}: switching to CA {ca_url}, staging starts anew"
+            );
+            self.store.purge(Group::Staging, name)?;
+        }
         let http = Arc::new(LazyHttpClient::new(http_config(md)));
         let client = AcmeClient::connect(http, &ca_url)?;
         let (account_id, acct) = self.account(md, &client, &ca_url)?;
@@ -406,6 +587,9 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                     continue;
                 }
             }
+            if (self.stopping)() {
+                return Err(RenewError::Stopping);
+            }
             let key_file = files::privkey(spec);
             let key = match self.store.load_pkey(Group::Staging, name, &key_file)? {
                 Some(k) => PrivateKey::from_pkey(k)?,
@@ -416,6 +600,17 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                     k
                 }
             };
+            // An order of this key spec that a killed run left: continue it (SPEC 3.4).
+            let resume = self
+                .store
+                .load_order(Group::Staging, name)
+                .ok()
+                .flatten()
+                .filter(|o| {
+                    o.extra.get(ORDER_SPEC).and_then(|v| v.as_str()) == Some(spec.name())
+                        && o.extra.get(ORDER_CA).and_then(|v| v.as_str()) == Some(&ca_url)
+                })
+                .map(|o| o.url);
             let req = CertificateRequest {
                 names: md.domains.clone(),
                 challenges: challenges.clone(),
@@ -423,13 +618,29 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 replaces: None,
                 must_staple: md.must_staple,
                 preferred_chain: None,
+                resume,
             };
             crate::md_log!(
                 *self.log,
                 Level::Info,
                 "{name}: ordering a certificate ({spec}) from {ca_url}"
             );
-            let issued = client.obtain_certificate(&acct, &key, &req, &responder)?;
+            let record = |o: &crate::acme::Order| {
+                let mut rec = OrderRecord {
+                    url: o.url.clone(),
+                    status: Some(o.status.clone()),
+                    authorizations: o.authorizations.clone(),
+                    finalize: Some(o.finalize.clone()),
+                    certificate: o.certificate.clone(),
+                    ..Default::default()
+                };
+                rec.extra.insert(ORDER_SPEC.into(), spec.name().into());
+                rec.extra.insert(ORDER_CA.into(), ca_url.as_str().into());
+                if let Err(e) = self.store.save_order(Group::Staging, name, &rec) {
+                    crate::md_log!(*self.log, Level::Warning, "{name}: saving order.json: {e}");
+                }
+            };
+            let issued = client.obtain_certificate_with(&acct, &key, &req, &responder, &record)?;
             let chain: Vec<_> = issued
                 .chain
                 .certs
@@ -438,6 +649,8 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 .collect();
             self.store
                 .save_cert_and_key(Group::Staging, name, spec, key.pkey(), &chain)?;
+            // done with this order: the next key spec must not resume it
+            self.store.remove(Group::Staging, name, files::ORDER)?;
             let leaf = issued.chain.leaf();
             validity.push(Validity {
                 from: leaf.not_before(),
@@ -545,6 +758,15 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         st.save_account(Group::Staging, name, &rec)?;
         Ok((None, AccountKey::new(key, account.url)))
     }
+}
+
+/// order.json members of ours (kept by the C module as unknown ones): the key spec and the CA
+/// the order belongs to, so a resumed run continues only its own order.
+const ORDER_SPEC: &str = "key-spec";
+const ORDER_CA: &str = "ca-url";
+
+fn chrono_of(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(1))
 }
 
 /// The outgoing connection settings of an MD (MDCACertificateFile, MDHttpProxy, ...).

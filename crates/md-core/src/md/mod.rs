@@ -139,6 +139,23 @@ impl ManagedDomain {
     }
 }
 
+/// The C module's `state-descr` for a certificate of key spec `spec` that does not cover
+/// all names of its MD.
+pub fn descr_not_covered(spec: &str) -> String {
+    format!("certificate({spec}) does not cover all domains.")
+}
+
+/// The C module's `state-descr` for a certificate whose must-staple extension differs from
+/// MDMustStaple (`requested`).
+pub fn descr_must_staple(requested: bool, spec: &str) -> String {
+    let (is, has) = if requested {
+        ("", " not")
+    } else {
+        (" not", "")
+    };
+    format!("'must-staple' is{is} requested, but certificate({spec}) has it{has} enabled.")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,20 @@ use crate::store::{
 };
 
 use super::Registry;
+use crate::crypt::Certificate;
+use crate::md::{KeySpec, ManagedDomain};
+
+/// Does `cert` (of key spec `spec`) serve `md` as configured? `Err` says why not, in the
+/// C module's `state-descr` words.
+pub fn fits(md: &ManagedDomain, spec: &KeySpec, cert: &Certificate) -> Result<(), String> {
+    if !cert.covers(&md.domains) {
+        return Err(crate::md::descr_not_covered(spec.name()));
+    }
+    if cert.must_staple() != md.must_staple {
+        return Err(crate::md::descr_must_staple(md.must_staple, spec.name()));
+    }
+    Ok(())
+}
 
 /// Highest account counter (ACME-<host>-0000 .. -0999).
 const MAX_ACCOUNT: u32 = 999;
@@ -23,6 +37,8 @@ pub enum Activation {
     NotReady,
     /// The staged set was already active (an earlier activation crashed before cleaning up).
     AlreadyActive,
+    /// A child holds the MD's renewal lock (it is still writing the set): left alone.
+    Busy,
 }
 
 /// Why a staged set could not be activated.
@@ -48,6 +64,14 @@ pub enum ActivateError {
         spec: String,
         /// What is wrong.
         detail: String,
+    },
+    /// The staged set does not fit the MD as configured now.
+    #[error("staged set of {name} does not fit the configuration: {why}")]
+    Stale {
+        /// MD name.
+        name: String,
+        /// What differs (the C module's state-descr wording).
+        why: String,
     },
     /// A certificate does not belong to its key.
     #[error("staged set of {name}: certificate({spec}) does not match its private key")]
@@ -78,6 +102,16 @@ impl ActivateError {
 impl<S: Store> Registry<S> {
     /// Activate `staging/<name>` if it holds a complete, valid set.
     pub fn activate(&self, name: &str) -> Result<Activation, ActivateError> {
+        self.activate_for(name, None)
+    }
+
+    /// Activate `staging/<name>` if it holds a complete, valid set that fits `md` (when
+    /// given): every configured key spec, all names covered, must-staple as configured.
+    pub fn activate_for(
+        &self,
+        name: &str,
+        md: Option<&ManagedDomain>,
+    ) -> Result<Activation, ActivateError> {
         let st = &self.store;
         let serr = |source| ActivateError::Store {
             name: name.to_string(),
@@ -100,6 +134,12 @@ impl<S: Store> Registry<S> {
             .any(|s| !st.exists(Group::Staging, name, &files::pubcert(s)))
         {
             return Ok(Activation::NotReady);
+        }
+        if let Some(missing) = md.and_then(|m| m.private_keys.iter().find(|s| !specs.contains(s))) {
+            return Err(ActivateError::Stale {
+                name: name.into(),
+                why: format!("certificate({}) is missing", missing.name()),
+            });
         }
         if staged.ca_url.is_none() {
             return Err(ActivateError::NoCaUrl(name.into()));
@@ -130,6 +170,15 @@ impl<S: Store> Registry<S> {
                     name: name.into(),
                     spec: spec.name().into(),
                 });
+            }
+            if let Some(md) = md {
+                let leaf = Certificate::from_x509(chain[0].clone());
+                if let Err(why) = fits(md, spec, &leaf) {
+                    return Err(ActivateError::Stale {
+                        name: name.into(),
+                        why,
+                    });
+                }
             }
             let active = st
                 .load(Group::Domains, name, &files::pubcert(spec))

@@ -31,13 +31,13 @@ mod activate;
 mod lock;
 mod sync;
 
-pub use activate::{ActivateError, Activation};
+pub use activate::{fits, ActivateError, Activation};
 pub use lock::{LockError, StoreLock, LOCK_FILE};
 pub use sync::{SyncError, SyncReport};
 
 use std::path::PathBuf;
 
-use crate::md::KeySpec;
+use crate::md::{KeySpec, ManagedDomain};
 use crate::store::{files, Group, MdRecord, Store, StoreError, StoreExt};
 
 /// Registry over a store.
@@ -88,12 +88,46 @@ impl<S: Store> Registry<S> {
         &self,
         names: impl IntoIterator<Item = &'a str>,
     ) -> Vec<(String, Result<Activation, ActivateError>)> {
+        self.load_stagings_of(names.into_iter().map(|n| (n, None)))
+    }
+
+    /// As [`Registry::load_stagings`] for the configured `mds`: a staged set that no longer
+    /// fits its MD (a name, key spec or must-staple setting changed since it was ordered) is
+    /// refused and purged, so the renewal orders one that does.
+    pub fn load_stagings_for(
+        &self,
+        mds: &[ManagedDomain],
+    ) -> Vec<(String, Result<Activation, ActivateError>)> {
+        self.load_stagings_of(mds.iter().map(|m| (m.name.as_str(), Some(m))))
+    }
+
+    fn load_stagings_of<'a>(
+        &self,
+        mds: impl IntoIterator<Item = (&'a str, Option<&'a ManagedDomain>)>,
+    ) -> Vec<(String, Result<Activation, ActivateError>)> {
         let mut out = Vec::new();
-        for name in names {
+        for (name, md) in mds {
             if !self.store.exists(Group::Staging, name, files::MD) {
                 continue;
             }
-            let r = self.activate(name);
+            // A child (of this or the previous generation) still writes this set: leave it
+            // to the next restart rather than take half of it or purge it under the writer.
+            let _lock = match self.store.lock_md(name, false) {
+                Ok(Some(lock)) => lock,
+                Ok(None) => {
+                    out.push((name.to_string(), Ok(Activation::Busy)));
+                    continue;
+                }
+                Err(e) => {
+                    let e = ActivateError::Store {
+                        name: name.to_string(),
+                        source: e,
+                    };
+                    out.push((name.to_string(), Err(e)));
+                    continue;
+                }
+            };
+            let r = self.activate_for(name, md);
             if matches!(r, Err(ref e) if e.purges_staging()) {
                 let _ = self.purge_challenges_of(name);
                 let _ = self.store.purge(Group::Staging, name);

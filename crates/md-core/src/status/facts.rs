@@ -27,6 +27,8 @@ pub struct CertFacts {
     pub ari_cert_id: Option<String>,
     /// All names the certificate covers (for the coverage check).
     pub(crate) covers_all: bool,
+    /// It has the TLS feature `status_request` (MDMustStaple).
+    pub must_staple: bool,
 }
 
 impl CertFacts {
@@ -43,6 +45,7 @@ impl CertFacts {
             sha256: cert.sha256_fingerprint()?,
             ari_cert_id: cert.ari_cert_id(),
             covers_all: cert.covers(domains),
+            must_staple: cert.must_staple(),
         })
     }
 
@@ -233,8 +236,12 @@ fn assess(md: &ManagedDomain, certs: &[(String, Option<CertFacts>)]) -> (MdState
             Some(c) if !c.covers_all => {
                 return (
                     MdState::Incomplete,
-                    Some(format!("certificate({name}) does not cover all domains.")),
+                    Some(crate::md::descr_not_covered(name)),
                 )
+            }
+            Some(c) if c.must_staple != md.must_staple => {
+                let descr = crate::md::descr_must_staple(md.must_staple, name);
+                return (MdState::Incomplete, Some(descr));
             }
             Some(_) => {}
         }

@@ -26,6 +26,7 @@ pub fn sample_facts() -> CertFacts {
         sha256: "4b2cbdc06a39b3c483c687bcef1452a4786dc349a0f8cf8b1bc5647aef4fe1ab".into(),
         ari_cert_id: Some("yKKTpp1khioPRstyaAdJkgfPmQI.CieelnvWRyI".into()),
         covers_all: true,
+        must_staple: false,
     }
 }
 

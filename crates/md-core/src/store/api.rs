@@ -4,6 +4,13 @@ use std::path::PathBuf;
 
 use super::{FileKind, Group, HttpdReachability, StoreError};
 
+/// A held renewal lock of one MD ([`Store::lock_md`]); released on drop.
+#[derive(Debug)]
+pub struct MdLock {
+    /// The locked file (`None`: nobody ever took this lock, so there is nothing to hold).
+    pub(crate) _file: Option<std::fs::File>,
+}
+
 /// Raw store operations. Names are MD names (or account ids, DNS names for challenges): one
 /// path component, never `.`/`..`. Files are single names inside `(group, name)`.
 ///
@@ -25,6 +32,29 @@ pub trait Store {
         data: &[u8],
         kind: FileKind,
     ) -> Result<(), StoreError>;
+
+    /// Write a file atomically into an existing `(group, name)`; `Ok(false)` (nothing written)
+    /// when it is gone. A process that lost the race against the parent's purge of a staging
+    /// dir must not bring the dir back with a stale file in it.
+    fn save_existing(
+        &self,
+        group: Group,
+        name: &str,
+        file: &str,
+        data: &[u8],
+        kind: FileKind,
+    ) -> Result<bool, StoreError>;
+
+    /// Take the renewal lock of MD `name` without waiting: one process at a time drives an MD
+    /// (the children of two generations overlap at a graceful restart) and the parent does
+    /// not activate or clean up what a child is writing. `Ok(None)`: another process holds it.
+    /// With `create` false a lock nobody ever made counts as free (the parent, as root, never
+    /// creates files in the child's directories).
+    fn lock_md(&self, name: &str, create: bool) -> Result<Option<MdLock>, StoreError>;
+
+    /// Finish or discard interrupted writes in `(group, name)` (as [`Store::recover`] does
+    /// for the whole store), for the process that holds the MD's lock.
+    fn recover_dir(&self, group: Group, name: &str) -> Result<(), StoreError>;
 
     /// Remove a file (absent is fine).
     fn remove(&self, group: Group, name: &str, file: &str) -> Result<(), StoreError>;

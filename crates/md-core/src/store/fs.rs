@@ -1,11 +1,12 @@
 //! [`FsStore`]: the [`Store`] on a directory, in the C module's layout and permissions.
 
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::meta::{HttpdReachability, StoreMeta, STORE_VERSION};
 use super::vfs::{parent_dir, read_opt, FaultPlan, Vfs};
-use super::{files, FileKind, Group, OpenError, Store, StoreError};
+use super::{files, FileKind, Group, MdLock, OpenError, Store, StoreError};
 
 const STORE_JSON: &str = "md_store.json";
 const HTTPD_JSON: &str = "httpd.json";
@@ -15,6 +16,8 @@ const READY: &str = "@ready@";
 const NEW: &str = ".new";
 /// Suffix of the commit marker of a pair write (`pubcert.pem.pair` holds the key file name).
 const PAIR: &str = ".pair";
+/// Directory in staging/ holding the per-MD renewal locks (a dot name is never an MD name).
+const LOCKS: &str = ".locks";
 /// Highest archive number tried (C module: 1..999).
 const MAX_ARCHIVE: u32 = 999;
 
@@ -118,6 +121,9 @@ impl FsStore {
                 store.vfs.set_mode(&p, g.top_mode(), true)?;
             }
         }
+        if store.vfs.owner.is_some() {
+            store.open_accounts_to_child()?;
+        }
         if store.meta.version < STORE_VERSION {
             store.migrate()?;
         }
@@ -129,6 +135,42 @@ impl FsStore {
         }
         store.recover()?;
         Ok(store)
+    }
+
+    /// The child picks its ACME account in accounts/ (keys are encrypted there). The C module
+    /// creates account dirs 0750 and may leave them so: open those (never tighten, never
+    /// follow a link), else the child registers a new account for every renewal.
+    fn open_accounts_to_child(&self) -> Result<(), StoreError> {
+        let top = self.group_dir(Group::Accounts);
+        let mut dirs = vec![top.clone()];
+        dirs.extend(
+            self.list_dir(&top)?
+                .into_iter()
+                .filter(|(_, d)| *d)
+                .map(|(n, _)| top.join(n)),
+        );
+        for d in dirs {
+            let Ok(meta) = fs::symlink_metadata(&d) else {
+                continue;
+            };
+            let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
+            if meta.is_dir() && mode & 0o005 != 0o005 {
+                self.vfs.set_mode(&d, mode | 0o055, false)?;
+            }
+            for (f, is_dir) in self.list_dir(&d)? {
+                let p = d.join(&f);
+                match fs::symlink_metadata(&p) {
+                    Ok(m) if !is_dir && m.is_file() => {
+                        let fm = std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777;
+                        if fm & 0o004 == 0 {
+                            self.vfs.set_mode(&p, fm | 0o044, false)?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The store directory.
@@ -302,6 +344,85 @@ impl Store for FsStore {
             .write_atomic(&path, data, kind.mode(group), group.child_owned())
     }
 
+    fn save_existing(
+        &self,
+        group: Group,
+        name: &str,
+        file: &str,
+        data: &[u8],
+        kind: FileKind,
+    ) -> Result<bool, StoreError> {
+        let path = self.file(group, name, file)?;
+        // The temp file is created in the directory itself: if the dir is gone, that fails
+        // with NotFound, and nothing brings it back.
+        match self
+            .vfs
+            .write_atomic(&path, data, kind.mode(group), group.child_owned())
+        {
+            Ok(()) => Ok(true),
+            Err(StoreError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound
+                    && !self.dir(group, name)?.is_dir() =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn lock_md(&self, name: &str, create: bool) -> Result<Option<MdLock>, StoreError> {
+        use rustix::fs::{flock, FlockOperation};
+        valid_name(name)?;
+        let dir = self.group_dir(Group::Staging).join(LOCKS);
+        let path = dir.join(name);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        if create {
+            self.vfs.mkdir(&dir, 0o755, true)?;
+            opts.write(true).create(true).truncate(false).mode(0o644);
+        }
+        let file = match opts.open(&path) {
+            Ok(f) => f,
+            Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Some(MdLock { _file: None }))
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    op: "lock",
+                    path,
+                    source,
+                })
+            }
+        };
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(MdLock { _file: Some(file) })),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
+            Err(e) => Err(StoreError::Io {
+                op: "lock",
+                path,
+                source: e.into(),
+            }),
+        }
+    }
+
+    fn recover_dir(&self, group: Group, name: &str) -> Result<(), StoreError> {
+        let d = self.dir(group, name)?;
+        for (f, _) in self
+            .list_dir(&d)?
+            .iter()
+            .filter(|(f, d)| !d && f.ends_with(PAIR))
+        {
+            self.finish_pair(&d.join(f))?;
+        }
+        for (f, is_dir) in self.list_dir(&d)? {
+            if !is_dir && (f.ends_with(".tmp") || f.ends_with(NEW)) {
+                self.vfs.remove_file(&d.join(f))?;
+            }
+        }
+        Ok(())
+    }
+
     fn remove(&self, group: Group, name: &str, file: &str) -> Result<(), StoreError> {
         self.vfs.remove_file(&self.file(group, name, file)?)
     }
@@ -314,7 +435,7 @@ impl Store for FsStore {
         Ok(self
             .list_dir(&self.group_dir(group))?
             .into_iter()
-            .filter(|(n, d)| *d && valid_name(n).is_ok())
+            .filter(|(n, d)| *d && !n.starts_with('.') && valid_name(n).is_ok())
             .map(|(n, _)| n)
             .collect())
     }
@@ -423,28 +544,25 @@ impl Store for FsStore {
                     .remove_dir_all(&self.group_dir(Group::Tmp).join(&n), &[])?;
             }
         }
-        // pair writes past their commit point are completed; other temp files are dropped
+        // Pair writes past their commit point are completed; other temp files are dropped.
+        // Not in challenges/ (a live child of the previous generation may be writing there;
+        // a stale temp file there is never served) nor in a staging dir whose MD lock a child
+        // holds: that child recovers its own dir when it takes the lock.
         for g in [
             Group::Domains,
             Group::Staging,
             Group::Accounts,
             Group::Archive,
-            Group::Challenges,
         ] {
             for name in self.names(g)? {
-                let d = self.dir(g, &name)?;
-                for (f, _) in self
-                    .list_dir(&d)?
-                    .iter()
-                    .filter(|(f, d)| !d && f.ends_with(PAIR))
-                {
-                    self.finish_pair(&d.join(f))?;
-                }
-                for (f, is_dir) in self.list_dir(&d)? {
-                    if !is_dir && (f.ends_with(".tmp") || f.ends_with(NEW)) {
-                        self.vfs.remove_file(&d.join(f))?;
-                    }
-                }
+                let _lock = match g {
+                    Group::Staging => match self.lock_md(&name, false)? {
+                        Some(l) => Some(l),
+                        None => continue,
+                    },
+                    _ => None,
+                };
+                self.recover_dir(g, &name)?;
             }
         }
         Ok(())

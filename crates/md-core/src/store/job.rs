@@ -36,6 +36,10 @@ pub struct JobRecord {
     /// Consecutive errored runs.
     #[serde(default)]
     pub errors: u32,
+    /// Until when the CA asked us to wait (Retry-After, capped at 24 h). Not a C module key:
+    /// this delay survives restarts, unlike our own backoff.
+    #[serde(default, with = "opt_date", skip_serializing_if = "Option::is_none")]
+    pub ca_retry_until: Option<DateTime<Utc>>,
     /// Result of the last run (`status`, `problem`, `detail`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last: Option<Value>,

@@ -20,7 +20,7 @@ mod typed;
 mod vfs;
 
 pub use account::AccountRecord;
-pub use api::Store;
+pub use api::{MdLock, Store};
 pub use date::{format_http_date, parse_http_date};
 pub use fs::{FsStore, StoreOptions};
 pub use group::{FileKind, Group};
