@@ -458,3 +458,91 @@ fn account_key_created_by_c_mod_md_loads_and_signs() {
     let acct = c.register_account(&key, &new_account_opts()).unwrap();
     assert_eq!(c.find_account(&key).unwrap().unwrap().url, acct.url);
 }
+
+/// A responder whose setup fails: the run ends after the order exists (as a killed child).
+struct FailingResponder;
+
+impl md_core::acme::ChallengeResponder for FailingResponder {
+    fn setup(&self, _: &md_core::acme::ChallengeSetup) -> Result<(), String> {
+        Err("killed".into())
+    }
+    fn teardown(&self, _: &md_core::acme::ChallengeSetup) {}
+}
+
+fn orders_created(p: &Pebble) -> usize {
+    p.log().matches("Added order").count()
+}
+
+#[test]
+fn an_interrupted_order_is_resumed_not_placed_again() {
+    let p = Pebble::start();
+    let c = client(&p);
+    let acct = register(&c, KeyType::ACCOUNT_DEFAULT);
+    let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
+    let mut req = CertificateRequest::new(["resume.test", "www.resume.test"]);
+    req.challenges = vec![ChallengeType::Http01];
+    let seen = std::sync::Mutex::new(None);
+    let record = |o: &md_core::acme::Order| *seen.lock().unwrap() = Some(o.url.clone());
+    c.obtain_certificate_with(&acct, &key, &req, &FailingResponder, &record)
+        .unwrap_err();
+    let url = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("order recorded before challenges");
+    assert_eq!(orders_created(&p), 1);
+
+    req.resume = Some(url.clone());
+    let r = p.responder();
+    let issued = c
+        .obtain_certificate_with(&acct, &key, &req, &r, &record)
+        .unwrap_or_else(|e| panic!("resume: {e}\n{}", p.log()));
+    assert_eq!(issued.order.url, url);
+    assert_eq!(orders_created(&p), 1, "no second order");
+    check_issued(&p, &issued, &["resume.test", "www.resume.test"], &key);
+
+    // A finished (valid) order resumed again only downloads its certificate.
+    let again = c
+        .obtain_certificate_with(&acct, &key, &req, &r, &record)
+        .unwrap();
+    assert_eq!(
+        again.chain.leaf().serial_hex(),
+        issued.chain.leaf().serial_hex()
+    );
+    assert_eq!(orders_created(&p), 1);
+}
+
+#[test]
+fn a_resumed_order_for_other_names_or_invalid_is_replaced() {
+    let p = Pebble::start();
+    let c = client(&p);
+    let acct = register(&c, KeyType::ACCOUNT_DEFAULT);
+    let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
+    let mut req = CertificateRequest::new(["gone.test"]);
+    req.challenges = vec![ChallengeType::Http01];
+    let seen = std::sync::Mutex::new(None);
+    let record = |o: &md_core::acme::Order| *seen.lock().unwrap() = Some(o.url.clone());
+    // The CA gives up on this one (nobody answers the challenge): invalid.
+    c.obtain_certificate_with(&acct, &key, &req, &SilentResponder, &record)
+        .unwrap_err();
+    let invalid = seen.lock().unwrap().clone().unwrap();
+    req.resume = Some(invalid.clone());
+    let r = p.responder();
+    let issued = c
+        .obtain_certificate_with(&acct, &key, &req, &r, &record)
+        .unwrap();
+    assert_ne!(
+        issued.order.url, invalid,
+        "an invalid order is not continued"
+    );
+    assert_eq!(orders_created(&p), 2);
+    // The names changed since (a name added): a new order.
+    let mut more = CertificateRequest::new(["gone.test", "new.gone.test"]);
+    more.challenges = vec![ChallengeType::Http01];
+    more.resume = Some(issued.order.url.clone());
+    let wider = c
+        .obtain_certificate_with(&acct, &key, &more, &r, &record)
+        .unwrap();
+    assert_ne!(wider.order.url, issued.order.url);
+    assert_eq!(orders_created(&p), 3);
+}

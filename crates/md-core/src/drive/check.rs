@@ -23,6 +23,10 @@ pub struct ActiveCerts {
     /// Why the MD needs new certificates at once (the C module's `state-descr`: a key spec
     /// without certificate, a name not covered, a must-staple mismatch), if it does.
     pub incomplete: Option<String>,
+    /// Per key spec: the certificate is present and fits the MD (names, must-staple). A
+    /// renewal orders only the specs whose certificate does not fit or is due; the others are
+    /// carried over into the new set at activation.
+    pub fits: Vec<bool>,
 }
 
 impl ActiveCerts {
@@ -40,7 +44,23 @@ impl ActiveCerts {
                     .clone()
                     .unwrap_or_else(|| "no certificate".into())
             }),
+            fits: s
+                .certs
+                .iter()
+                .map(|(_, c)| {
+                    c.as_ref()
+                        .is_some_and(|c| c.covers_all && c.must_staple == s.record.md.must_staple)
+                })
+                .collect(),
         }
+    }
+
+    /// The validity of key spec `i`'s certificate when it can stay as it is at `now`:
+    /// present, fitting the MD and not yet in `md`'s renew window.
+    pub fn keeps(&self, i: usize, md: &ManagedDomain, now: DateTime<Utc>) -> Option<Validity> {
+        let v = self.certs.get(i).copied().flatten()?;
+        (self.fits.get(i).copied().unwrap_or(false) && v.window_start(&md.renew_window) > now)
+            .then_some(v)
     }
 
     /// A complete set just staged by this process: it replaces the picture, so that a pass
@@ -49,6 +69,7 @@ impl ActiveCerts {
         ActiveCerts {
             certs: certs.iter().copied().map(Some).collect(),
             incomplete: None,
+            fits: vec![true; certs.len()],
         }
     }
 
@@ -180,6 +201,23 @@ mod tests {
             Some("'must-staple' is requested, but certificate(rsa) has it not enabled.")
         );
         assert!(check_md(&m, &active, now).is_due(now));
+    }
+
+    #[test]
+    fn an_added_key_spec_keeps_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let m = md(&["MDPrivateKeys rsa2048 secp256r1", "MDomain a.test"]);
+        write_cert(dir.path(), &m, &["a.test"]);
+        let active = picture(&m, dir.path());
+        assert!(active.keeps(0, &m, now).is_some(), "rsa: present, fits");
+        assert!(active.keeps(1, &m, now).is_none(), "secp256r1: missing");
+        let wide = md(&[
+            "MDRenewWindow 100d",
+            "MDPrivateKeys rsa2048",
+            "MDomain a.test",
+        ]);
+        assert!(active.keeps(0, &wide, now).is_none(), "in its renew window");
     }
 
     #[test]

@@ -221,7 +221,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             }
         };
         if job.finished {
-            match self.staged_set(md) {
+            match self.staged_set(md, active, now) {
                 Ok(staged) => {
                     // Staged: announce it once ready (retrying a failed notification with
                     // backoff), then wait for the restart that activates it.
@@ -293,7 +293,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         job.last_run = Some(now);
         log_entry(&mut job, now, "starting", None);
         let setups = Mutex::new(Vec::new());
-        let result = self.renew(md, support, &job, &setups);
+        let result = self.renew(md, support, &job, active, now, &setups);
         for reason in setups.into_inner().unwrap_or_else(|p| p.into_inner()) {
             log_entry(&mut job, now, &format!("message-{reason}"), None);
         }
@@ -455,7 +455,12 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
     /// The validity of a finished staged set that can be activated for `md` as configured:
     /// md.json with one of the MD's CAs, every key spec's key and certificate, matching,
     /// covering all names, must-staple as configured, not expired.
-    fn staged_set(&self, md: &ManagedDomain) -> Result<Vec<Validity>, String> {
+    fn staged_set(
+        &self,
+        md: &ManagedDomain,
+        active: &ActiveCerts,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Validity>, String> {
         let name = md.name.as_str();
         let rec = match self.store.load_md(Group::Staging, name) {
             Ok(Some(r)) => r,
@@ -466,10 +471,21 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             return Err("it is from a CA no longer configured".into());
         }
         let mut out = Vec::new();
-        for spec in &md.private_keys {
+        for (i, spec) in md.private_keys.iter().enumerate() {
             let (key, chain) = match self.store.load_cert_and_key(Group::Staging, name, spec) {
                 Ok(Some(kc)) => kc,
-                Ok(None) => return Err(format!("certificate({}) is missing", spec.name())),
+                Ok(None) => match active.keeps(i, md, now) {
+                    // not ordered: the active one is carried over at activation
+                    Some(v)
+                        if !self
+                            .store
+                            .exists(Group::Staging, name, &files::privkey(spec)) =>
+                    {
+                        out.push(v);
+                        continue;
+                    }
+                    _ => return Err(format!("certificate({}) is missing", spec.name())),
+                },
                 Err(e) => return Err(format!("certificate({}): {e}", spec.name())),
             };
             let leaf = crate::crypt::Certificate::from_x509(chain[0].clone());
@@ -508,6 +524,8 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         md: &ManagedDomain,
         support: ChallengeSupport,
         job: &JobRecord,
+        active: &ActiveCerts,
+        now: DateTime<Utc>,
         setups: &Mutex<Vec<String>>,
     ) -> Result<Vec<Validity>, RenewError> {
         let name = md.name.as_str();
@@ -575,7 +593,13 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             }),
         };
         let mut validity = Vec::new();
-        for spec in &md.private_keys {
+        for (i, spec) in md.private_keys.iter().enumerate() {
+            // A spec whose active certificate fits and is not due stays: activation carries
+            // it over (adding a key spec orders one certificate, not the whole set).
+            if let Some(v) = active.keeps(i, md, now) {
+                validity.push(v);
+                continue;
+            }
             // Resume: a spec whose certificate is already staged and covers the names is done.
             if let Ok(Some((_, chain))) = self.store.load_cert_and_key(Group::Staging, name, spec) {
                 let leaf = crate::crypt::Certificate::from_x509(chain[0].clone());

@@ -128,12 +128,22 @@ impl<S: Store> Registry<S> {
             }
         };
         let specs = staged.md.private_keys.clone();
-        // a renewal in progress has not written all certificates yet
-        if specs
-            .iter()
-            .any(|s| !st.exists(Group::Staging, name, &files::pubcert(s)))
-        {
-            return Ok(Activation::NotReady);
+        // Where each key spec's pair comes from: staging, or (a spec the renewal did not need
+        // to order, e.g. when a second key spec was added) the active set, carried over. A
+        // staged key without its certificate is a renewal in progress: not ready.
+        let mut sources = Vec::new();
+        for s in &specs {
+            let (k, c) = (files::privkey(s), files::pubcert(s));
+            if st.exists(Group::Staging, name, &c) {
+                sources.push(Group::Staging);
+            } else if !st.exists(Group::Staging, name, &k)
+                && st.exists(Group::Domains, name, &k)
+                && st.exists(Group::Domains, name, &c)
+            {
+                sources.push(Group::Domains);
+            } else {
+                return Ok(Activation::NotReady);
+            }
         }
         if let Some(missing) = md.and_then(|m| m.private_keys.iter().find(|s| !specs.contains(s))) {
             return Err(ActivateError::Stale {
@@ -146,18 +156,18 @@ impl<S: Store> Registry<S> {
         }
         let mut out: Vec<(String, Vec<u8>, FileKind)> = Vec::new();
         let mut all_same = true;
-        for spec in &specs {
+        for (spec, &src) in specs.iter().zip(&sources) {
             let bad = |detail: String| ActivateError::BadKey {
                 name: name.into(),
                 spec: spec.name().into(),
                 detail,
             };
             let key = st
-                .load_pkey(Group::Staging, name, &files::privkey(spec))
+                .load_pkey(src, name, &files::privkey(spec))
                 .map_err(|e| bad(e.to_string()))?
                 .ok_or_else(|| bad("missing".into()))?;
             let cert_pem = st
-                .load(Group::Staging, name, &files::pubcert(spec))
+                .load(src, name, &files::pubcert(spec))
                 .map_err(serr)?
                 .unwrap_or_default();
             let chain = keys::chain_from_pem(&cert_pem).map_err(|d| ActivateError::BadKey {
