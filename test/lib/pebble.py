@@ -6,6 +6,7 @@ listener gets a throw-away CA made with the openssl CLI; give `ca_file` to the m
 """
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -120,6 +121,18 @@ class Pebble:
     def log_all(self):
         with open(os.path.join(self.dir, "pebble.log")) as f:
             return f.read()
+
+    # pebble 2.4.0 logs one `Added order "<id>" to the db` per order it created (a refused
+    # POST /order-plz, e.g. a badNonce, logs none) and one `Issued certificate serial <hex> for
+    # order <id>` per certificate it issued.
+    def orders(self):
+        """Ids of the orders pebble created so far, oldest first."""
+        return re.findall(r'Added order "([^"]+)" to the db', self.log_all())
+
+    def issued_serials(self):
+        """Serial numbers (int) of the certificates pebble issued so far, oldest first."""
+        return [int(s, 16) for s in
+                re.findall(r"Issued certificate serial ([0-9a-f]+) for order ", self.log_all())]
 
     def _mgmt(self, path):
         ctx = ssl.create_default_context()
