@@ -352,3 +352,72 @@ fn an_md_renewed_by_another_process_is_left_alone() {
     }
     assert!(d.job().is_none());
 }
+
+#[test]
+fn an_unusable_finished_staging_set_is_dropped() {
+    for spoil in ["key", "ca", "names"] {
+        let m = unreachable_md(Timeslice::Percent(33));
+        let d = Driver::new(&m);
+        let set = CertSet::new(&m.private_keys, &["a.org"], 2);
+        put_staged(&d.store, &m, &set, false);
+        let mut m = m.clone();
+        match spoil {
+            "key" => d
+                .store
+                .save(
+                    Group::Staging,
+                    "a.org",
+                    &files::privkey(&ec()),
+                    b"-----BEGIN ENCRYPTED PRIVATE KEY-----\ngarbage\n",
+                    FileKind::PrivateKey,
+                )
+                .unwrap(),
+            "ca" => m.ca_urls = vec!["https://127.0.0.1:9/other-ca".into()],
+            _ => m.domains.push("www.a.org".into()),
+        }
+        let out = d.run(&m, RenewSettings::default(), no_events());
+        match spoil {
+            // still served by the valid active certificate: nothing due, staging is gone
+            "key" | "ca" => {
+                assert!(matches!(out, MdOutcome::Idle(Some(_))), "{spoil}: {out:?}");
+                assert!(d.job().is_none(), "{spoil}: staging purged");
+            }
+            // the active certificate does not cover the new name either: ordered again
+            _ => {
+                assert!(matches!(out, MdOutcome::Failed(_)), "{spoil}: {out:?}");
+                assert!(!d.job().unwrap().finished);
+            }
+        }
+    }
+}
+
+#[test]
+fn account_dirs_left_private_by_the_c_module_are_opened_to_the_child() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempDir::new("md-steady");
+    drop(open(t.path()));
+    let acct = t.path().join("accounts/ACME-127.0.0.1-0000");
+    std::fs::create_dir(&acct).unwrap();
+    std::fs::write(acct.join("account.json"), b"{}").unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    set(&t.path().join("accounts"), 0o750);
+    set(&acct, 0o750);
+    set(&acct.join("account.json"), 0o600);
+    // as httpd's parent opens it (as root, with a child user; here our own ids)
+    let me = {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&acct).unwrap();
+        (m.uid(), m.gid())
+    };
+    let opts = StoreOptions {
+        child_owner: Some(me),
+        ..Default::default()
+    };
+    drop(FsStore::open(t.path(), opts).unwrap());
+    assert_eq!(mode(&t.path().join("accounts")), 0o755);
+    assert_eq!(mode(&acct), 0o755);
+    assert_eq!(mode(&acct.join("account.json")), 0o644);
+}

@@ -600,10 +600,15 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 validity.push(v);
                 continue;
             }
-            // Resume: a spec whose certificate is already staged and covers the names is done.
-            if let Ok(Some((_, chain))) = self.store.load_cert_and_key(Group::Staging, name, spec) {
+            // Resume: a spec whose certificate is already staged (matching its key, fitting
+            // the MD, not expired) is done.
+            if let Ok(Some((key, chain))) = self.store.load_cert_and_key(Group::Staging, name, spec)
+            {
                 let leaf = crate::crypt::Certificate::from_x509(chain[0].clone());
-                if leaf.covers(&md.domains) {
+                let usable = PrivateKey::from_pkey(key).is_ok_and(|k| leaf.matches_key(&k))
+                    && crate::reg::fits(md, spec, &leaf).is_ok()
+                    && leaf.not_after() > now;
+                if usable {
                     validity.push(Validity {
                         from: leaf.not_before(),
                         until: leaf.not_after(),
@@ -615,9 +620,28 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 return Err(RenewError::Stopping);
             }
             let key_file = files::privkey(spec);
-            let key = match self.store.load_pkey(Group::Staging, name, &key_file)? {
-                Some(k) => PrivateKey::from_pkey(k)?,
-                None => {
+            let staged_key = self
+                .store
+                .load_pkey(Group::Staging, name, &key_file)
+                .map_err(|e| e.to_string())
+                .and_then(|k| {
+                    k.map(PrivateKey::from_pkey)
+                        .transpose()
+                        .map_err(|e| e.to_string())
+                });
+            let key = match staged_key {
+                Ok(Some(k)) => k,
+                other => {
+                    if let Err(e) = other {
+                        // An unreadable staged key would fail every attempt: start this key
+                        // spec over (its order used that key, so it goes too).
+                        crate::md_log!(
+                            *self.log,
+                            Level::Warning,
+                            "{name}: staged key for {spec} unusable ({e}), making a new one"
+                        );
+                        self.store.remove(Group::Staging, name, files::ORDER)?;
+                    }
                     let k = PrivateKey::generate(KeyType::from_spec(spec)?)?;
                     self.store
                         .save_pkey(Group::Staging, name, &key_file, k.pkey())?;
