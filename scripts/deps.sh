@@ -3,7 +3,7 @@
 # Only missing packages are installed, so repeated runs are quick.
 set -euo pipefail
 pkgs=(apache2 apache2-dev libapr1-dev libaprutil1-dev libssl-dev libclang-dev clang
-      pkg-config pebble curl openssl ca-certificates faketime)
+      pkg-config pebble curl openssl ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
