@@ -421,3 +421,35 @@ fn account_dirs_left_private_by_the_c_module_are_opened_to_the_child() {
     assert_eq!(mode(&acct), 0o755);
     assert_eq!(mode(&acct.join("account.json")), 0o644);
 }
+
+#[test]
+fn the_renewed_command_runs_without_the_md_lock() {
+    // A `renewed` command that restarts httpd: the new parent must be able to activate.
+    let m = unreachable_md(Timeslice::Percent(33));
+    let d = Driver::new(&m);
+    put_staged(
+        &d.store,
+        &m,
+        &CertSet::new(&m.private_keys, &["a.org"], 2),
+        false,
+    );
+    let lock = d.root.join("staging/.locks/a.org");
+    let cmd = d.root.join("renewed.sh");
+    std::fs::write(
+        &cmd,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = renewed ] || exit 0\nexec flock -n {} true\n",
+            lock.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cmd, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let events = Events::new(Some(cmd.display().to_string()), None, "/nonexistent");
+    assert_eq!(
+        d.run(&m, RenewSettings::default(), events),
+        MdOutcome::Idle(None)
+    );
+    let job = d.job().unwrap();
+    assert!(job.notified_renewed, "the command got the lock: {job:?}");
+    assert!(lock.exists(), "the check before it took the lock");
+}

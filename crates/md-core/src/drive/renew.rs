@@ -186,43 +186,24 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
     ) -> MdOutcome {
         let name = md.name.as_str();
         // One driver per MD across processes: the children of two generations overlap at a
-        // graceful restart, and the parent does not activate a set while it is written.
-        let _lock = match self.store.lock_md(name, true) {
-            Ok(Some(lock)) => lock,
-            Ok(None) => {
-                crate::md_log!(
-                    *self.log,
-                    Level::Debug,
-                    "{name}: renewal runs in another process"
-                );
-                return MdOutcome::Idle(Some(now + chrono_of(BUSY_RETRY)));
-            }
-            Err(e) => {
-                crate::md_log!(*self.log, Level::Err, "{name}: renewal lock: {e}");
-                return MdOutcome::Failed(now + chrono_of(self.settings.retry_delay));
-            }
-        };
-        if let Err(e) = self.store.recover_dir(Group::Staging, name) {
-            crate::md_log!(*self.log, Level::Warning, "{name}: staging recovery: {e}");
+        // graceful restart, and the parent does not activate a set while it is written or
+        // checked. The lock is held only while this process checks or writes the staged set,
+        // never while an admin's command runs for a finished one: a `renewed` command that
+        // restarts httpd must find the set free to activate.
+        let mut lock = None;
+        let mut job = self.load_job(name);
+        if job.finished {
+            lock = match self.lock(name, now) {
+                Ok(l) => Some(l),
+                Err(outcome) => return outcome,
+            };
+            // as it is now, under the lock (the parent may have activated it meanwhile)
+            job = self.load_job(name);
         }
-        let mut job = match self.store.load_job(Group::Staging, name) {
-            Ok(Some(j)) => j,
-            Ok(None) => JobRecord {
-                name: name.to_string(),
-                ..Default::default()
-            },
-            Err(e) => {
-                // A corrupt job.json must not stop the MD: start over (and say so).
-                crate::md_log!(*self.log, Level::Warning, "{name}: ignoring job.json: {e}");
-                JobRecord {
-                    name: name.to_string(),
-                    ..Default::default()
-                }
-            }
-        };
         if job.finished {
             match self.staged_set(md, active, now) {
                 Ok(staged) => {
+                    drop(lock.take());
                     // Staged: announce it once ready (retrying a failed notification with
                     // backoff), then wait for the restart that activates it.
                     *active = ActiveCerts::staged(&staged);
@@ -278,6 +259,18 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         }
         if (self.stopping)() {
             return MdOutcome::Idle(Some(now));
+        }
+        let _lock = match lock {
+            Some(l) => l,
+            None => match self.lock(name, now) {
+                // another process may have staged it since this pass read the job
+                Ok(_) if self.load_job(name).finished => return MdOutcome::Idle(Some(now)),
+                Ok(l) => l,
+                Err(outcome) => return outcome,
+            },
+        };
+        if let Err(e) = self.store.recover_dir(Group::Staging, name) {
+            crate::md_log!(*self.log, Level::Warning, "{name}: staging recovery: {e}");
         }
         if let Err(e) = self.events.raise("renewing", name, &mut job, now, self.log) {
             // The admin's command vetoed the renewal (e.g. another cluster node renews). It
@@ -340,7 +333,12 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                     other => other,
                 }
             }
-            Err(RenewError::Stopping) => MdOutcome::Idle(Some(now)),
+            // Cut short because this child goes away: not an error; the next generation's
+            // child continues the order.
+            Err(e) if matches!(e, RenewError::Stopping) || (self.stopping)() => {
+                crate::md_log!(*self.log, Level::Info, "{name}: renewal interrupted: {e}");
+                MdOutcome::Idle(Some(now))
+            }
             Err(e) => {
                 job.errors += 1;
                 let base = retry_delay(self.settings.retry_delay, job.errors, e.is_input_related());
@@ -384,6 +382,47 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         };
         self.save(name, &job);
         outcome
+    }
+
+    /// Take the MD's renewal lock; when another process holds it (or it cannot be taken),
+    /// the outcome to return instead.
+    fn lock(&self, name: &str, now: DateTime<Utc>) -> Result<crate::store::MdLock, MdOutcome> {
+        match self.store.lock_md(name, true) {
+            Ok(Some(lock)) => Ok(lock),
+            Ok(None) => {
+                crate::md_log!(
+                    *self.log,
+                    Level::Debug,
+                    "{name}: staging is in use by another process"
+                );
+                Err(MdOutcome::Idle(Some(now + chrono_of(BUSY_RETRY))))
+            }
+            Err(e) => {
+                crate::md_log!(*self.log, Level::Err, "{name}: renewal lock: {e}");
+                Err(MdOutcome::Failed(
+                    now + chrono_of(self.settings.retry_delay),
+                ))
+            }
+        }
+    }
+
+    /// `staging/<name>/job.json`, or a new job when there is none or it is unreadable.
+    fn load_job(&self, name: &str) -> JobRecord {
+        match self.store.load_job(Group::Staging, name) {
+            Ok(Some(j)) => j,
+            Ok(None) => JobRecord {
+                name: name.to_string(),
+                ..Default::default()
+            },
+            Err(e) => {
+                // A corrupt job.json must not stop the MD: start over (and say so).
+                crate::md_log!(*self.log, Level::Warning, "{name}: ignoring job.json: {e}");
+                JobRecord {
+                    name: name.to_string(),
+                    ..Default::default()
+                }
+            }
+        }
     }
 
     /// A staged job: once its ready time has come, raise `renewed` (MDMessageCmd and
@@ -472,40 +511,51 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         }
         let mut out = Vec::new();
         for (i, spec) in md.private_keys.iter().enumerate() {
-            let (key, chain) = match self.store.load_cert_and_key(Group::Staging, name, spec) {
-                Ok(Some(kc)) => kc,
-                Ok(None) => match active.keeps(i, md, now) {
-                    // not ordered: the active one is carried over at activation
+            match self.staged_cert(md, spec, now)? {
+                Some(v) => out.push(v),
+                // not ordered: the active one is carried over at activation
+                None => match active.keeps(i, md, now) {
                     Some(v)
                         if !self
                             .store
                             .exists(Group::Staging, name, &files::privkey(spec)) =>
                     {
-                        out.push(v);
-                        continue;
+                        out.push(v)
                     }
                     _ => return Err(format!("certificate({}) is missing", spec.name())),
                 },
-                Err(e) => return Err(format!("certificate({}): {e}", spec.name())),
-            };
-            let leaf = crate::crypt::Certificate::from_x509(chain[0].clone());
-            let key = PrivateKey::from_pkey(key).map_err(|e| e.to_string())?;
-            if !leaf.matches_key(&key) {
-                return Err(format!(
-                    "certificate({}) does not match its key",
-                    spec.name()
-                ));
             }
-            crate::reg::fits(md, spec, &leaf)?;
-            if leaf.not_after() <= Utc::now() {
-                return Err(format!("certificate({}) has expired", spec.name()));
-            }
-            out.push(Validity {
-                from: leaf.not_before(),
-                until: leaf.not_after(),
-            });
         }
         Ok(out)
+    }
+
+    /// The validity of the certificate staged for `spec`, if there is one that can be used:
+    /// matching its key, fitting `md` as configured, not expired (`Err` says what is wrong).
+    fn staged_cert(
+        &self,
+        md: &ManagedDomain,
+        spec: &crate::md::KeySpec,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Validity>, String> {
+        let what = || format!("certificate({})", spec.name());
+        let (key, chain) = match self.store.load_cert_and_key(Group::Staging, &md.name, spec) {
+            Ok(Some(kc)) => kc,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", what())),
+        };
+        let leaf = crate::crypt::Certificate::from_x509(chain[0].clone());
+        let key = PrivateKey::from_pkey(key).map_err(|e| format!("{}: key: {e}", what()))?;
+        if !leaf.matches_key(&key) {
+            return Err(format!("{} does not match its key", what()));
+        }
+        crate::reg::fits(md, spec, &leaf)?;
+        if leaf.not_after() <= now {
+            return Err(format!("{} has expired", what()));
+        }
+        Ok(Some(Validity {
+            from: leaf.not_before(),
+            until: leaf.not_after(),
+        }))
     }
 
     /// Drop everything staged for `md` (and its challenge files): the next run starts anew.
@@ -581,6 +631,10 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             // `challenge-setup:<type>:<domain>` after the material is in place: the admin's
             // command can copy it to other cluster nodes, or veto (abort) the attempt.
             on_setup: Some(&|reason: &str| {
+                // Between two ACME steps: a child that goes away answers no more challenges.
+                if (self.stopping)() {
+                    return Err("the server is restarting".into());
+                }
                 let mut scratch = JobRecord::default();
                 let r = self
                     .events
@@ -600,21 +654,10 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 validity.push(v);
                 continue;
             }
-            // Resume: a spec whose certificate is already staged (matching its key, fitting
-            // the MD, not expired) is done.
-            if let Ok(Some((key, chain))) = self.store.load_cert_and_key(Group::Staging, name, spec)
-            {
-                let leaf = crate::crypt::Certificate::from_x509(chain[0].clone());
-                let usable = PrivateKey::from_pkey(key).is_ok_and(|k| leaf.matches_key(&k))
-                    && crate::reg::fits(md, spec, &leaf).is_ok()
-                    && leaf.not_after() > now;
-                if usable {
-                    validity.push(Validity {
-                        from: leaf.not_before(),
-                        until: leaf.not_after(),
-                    });
-                    continue;
-                }
+            // Resume: a spec whose certificate is already staged and usable is done.
+            if let Ok(Some(v)) = self.staged_cert(md, spec, now) {
+                validity.push(v);
+                continue;
             }
             if (self.stopping)() {
                 return Err(RenewError::Stopping);

@@ -40,6 +40,9 @@ use std::path::PathBuf;
 use crate::md::{KeySpec, ManagedDomain};
 use crate::store::{files, Group, MdRecord, Store, StoreError, StoreExt};
 
+/// How long activation waits for a child that holds an MD's renewal lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Registry over a store.
 #[derive(Debug)]
 pub struct Registry<S: Store> {
@@ -110,9 +113,19 @@ impl<S: Store> Registry<S> {
             if !self.store.exists(Group::Staging, name, files::MD) {
                 continue;
             }
-            // A child (of this or the previous generation) still writes this set: leave it
-            // to the next restart rather than take half of it or purge it under the writer.
-            let _lock = match self.store.lock_md(name, false) {
+            // A child (of this or the previous generation) still writes or checks this set:
+            // wait a moment (a check takes milliseconds), else leave it to the next restart
+            // rather than take half of it or purge it under the writer.
+            let deadline = std::time::Instant::now() + LOCK_WAIT;
+            let taken = loop {
+                match self.store.lock_md(name, false) {
+                    Ok(None) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    other => break other,
+                }
+            };
+            let _lock = match taken {
                 Ok(Some(lock)) => lock,
                 Ok(None) => {
                     out.push((name.to_string(), Ok(Activation::Busy)));
