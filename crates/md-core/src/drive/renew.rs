@@ -406,6 +406,11 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         }
     }
 
+    /// `staging/<name>/order.json`, if there is a readable one.
+    fn staged_order(&self, name: &str) -> Option<OrderRecord> {
+        self.store.load_order(Group::Staging, name).ok().flatten()
+    }
+
     /// `staging/<name>/job.json`, or a new job when there is none or it is unreadable.
     fn load_job(&self, name: &str) -> JobRecord {
         match self.store.load_job(Group::Staging, name) {
@@ -594,15 +599,8 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         // Failover (or a changed MDCertificateAuthority): what was staged at another CA
         // (account, order, certificates) is of no use here.
         let staged_ca = self
-            .store
-            .load_order(Group::Staging, name)
-            .ok()
-            .flatten()
-            .and_then(|o| {
-                o.extra
-                    .get(ORDER_CA)
-                    .and_then(|v| v.as_str().map(String::from))
-            })
+            .staged_order(name)
+            .and_then(|o| order_mark(&o, ORDER_CA).map(String::from))
             .or_else(|| {
                 self.store
                     .load_account(Group::Staging, name)
@@ -693,13 +691,10 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             };
             // An order of this key spec that a killed run left: continue it (SPEC 3.4).
             let resume = self
-                .store
-                .load_order(Group::Staging, name)
-                .ok()
-                .flatten()
+                .staged_order(name)
                 .filter(|o| {
-                    o.extra.get(ORDER_SPEC).and_then(|v| v.as_str()) == Some(spec.name())
-                        && o.extra.get(ORDER_CA).and_then(|v| v.as_str()) == Some(&ca_url)
+                    order_mark(o, ORDER_SPEC) == Some(spec.name())
+                        && order_mark(o, ORDER_CA) == Some(&ca_url)
                 })
                 .map(|o| o.url);
             let req = CertificateRequest {
@@ -855,6 +850,11 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
 /// the order belongs to, so a resumed run continues only its own order.
 const ORDER_SPEC: &str = "key-spec";
 const ORDER_CA: &str = "ca-url";
+
+/// One of those members of a staged order.
+fn order_mark<'o>(o: &'o OrderRecord, key: &str) -> Option<&'o str> {
+    o.extra.get(key).and_then(|v| v.as_str())
+}
 
 fn chrono_of(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(1))
