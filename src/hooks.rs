@@ -76,42 +76,9 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
         if diagnostics.iter().any(|d| d.fatal) {
             return report(s, &diagnostics);
         }
-        // MDStoreLocks: servers sharing one store sync and activate one at a time; one that
-        // cannot get the lock in time starts without syncing or activating (the others do).
-        let (_lock, locked_out) = match state.config.global.store_locks.flatten() {
-            Some(wait) => match StoreLock::acquire(&state.store_dir, wait) {
-                Ok(lock) => (Some(lock), false),
-                Err(e) => {
-                    log_s!(
-                        s,
-                        Level::Warning,
-                        "AH10398: unable to obtain global registry lock, \
-                           renewed certificates may remain inactive on this httpd instance: {e}"
-                    );
-                    (None, true)
-                }
-            },
-            None => (None, false),
-        };
-        let sync = if locked_out {
-            Ok(Default::default())
-        } else {
-            registry.sync(&state.mds)
-        };
-        match sync {
-            Ok(sync) => {
-                for (name, err) in &sync.errors {
-                    log_s!(
-                        s,
-                        Level::Err,
-                        "AH10172: md[{name}]: error syncing to store: {err}"
-                    );
-                }
-            }
-            Err(e) => {
-                log_s!(s, Level::Err, "AH10172: error syncing to store: {e}");
-                return FAILED;
-            }
+        let (_lock, locked_out) = store_lock(s, state);
+        if !locked_out && !sync_logged(s, &registry, &state.mds) {
+            return FAILED;
         }
         // Staged certificates become active at every (re)start, not on the dry run.
         let events = events_of(state);
@@ -174,6 +141,68 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
         );
         report(s, &diagnostics)
     })
+}
+
+/// MDStoreLocks: servers sharing one store sync and activate one at a time; one that cannot
+/// get the lock in time starts without syncing or activating (the others do). Returns the
+/// held lock (if configured and taken) and whether this server is locked out.
+fn store_lock(
+    s: *const ffi::server_rec,
+    state: &crate::state::ModState,
+) -> (Option<StoreLock>, bool) {
+    match state.config.global.store_locks.flatten() {
+        Some(wait) => match StoreLock::acquire(&state.store_dir, wait) {
+            Ok(lock) => (Some(lock), false),
+            Err(e) => {
+                log_s!(
+                    s,
+                    Level::Warning,
+                    "AH10398: unable to obtain global registry lock, \
+                       renewed certificates may remain inactive on this httpd instance: {e}"
+                );
+                (None, true)
+            }
+        },
+        None => (None, false),
+    }
+}
+
+/// Write the md.json of MDs whose names grew while linking vhosts.
+fn sync_after_linking(s: *const ffi::server_rec, state: &crate::state::ModState) {
+    let Some(registry) = &state.registry else {
+        return;
+    };
+    let (_lock, locked_out) = store_lock(s, state);
+    if locked_out {
+        return;
+    }
+    // Always the whole list: an MD missing from it would count as removed.
+    sync_logged(s, registry, &state.mds);
+}
+
+/// Sync `mds` into the store; problems are logged (AH10172). False when the sync as a whole
+/// failed.
+fn sync_logged(
+    s: *const ffi::server_rec,
+    registry: &Registry<FsStore>,
+    mds: &[ManagedDomain],
+) -> bool {
+    match registry.sync(mds) {
+        Ok(sync) => {
+            for (name, err) in &sync.errors {
+                log_s!(
+                    s,
+                    Level::Err,
+                    "AH10172: md[{name}]: error syncing to store: {err}"
+                );
+            }
+            true
+        }
+        Err(e) => {
+            log_s!(s, Level::Err, "AH10172: error syncing to store: {e}");
+            false
+        }
+    }
 }
 
 /// The child user (`User`/`Group`) when httpd runs as root: it must own what the renewal
@@ -308,10 +337,22 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
         let assignment = vhosts
             .iter()
             .map(|v| state.server_mds.get(&v.key).cloned().unwrap_or_default());
+        let names_before: Vec<usize> = state.mds.iter().map(|m| m.domains.len()).collect();
         let linked = vhosts::check(&mut state.mds, &vhosts, assignment.collect());
         let status = report(s, &linked.diagnostics);
         if status != OK {
             return status;
+        }
+        // MDMembers auto added vhost names: md.json holds them from now on (as the C module,
+        // which finishes its store sync here), so a rename is detected on them and the store
+        // describes what is ordered.
+        let grown = state
+            .mds
+            .iter()
+            .zip(&names_before)
+            .any(|(m, n)| m.domains.len() != *n);
+        if grown {
+            sync_after_linking(s, state);
         }
         let map = state.config.global.port_map.unwrap_or_default();
         // SAFETY: ap_listeners is httpd's list of listeners, set up before post_config.

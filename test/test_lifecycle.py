@@ -13,6 +13,7 @@ Scenarios and the numbers (orders placed at pebble):
 
 1. three MDs: 3 orders; activation, then 3 gracefuls and 2 stop+start: 0 more, same serials.
 2. a name added to an MD: 1 more order; served with the new SAN; a further graceful: 0 more.
+   Likewise a ServerAlias picked up by MDMembers auto, which md.json records.
 3. a second key spec added (rsa2048 -> secp256r1 rsa2048): C 2 more orders (it renews the
    whole set of an incomplete MD), ours exactly 1 (only the missing key spec; the valid RSA
    certificate is carried over).
@@ -262,6 +263,30 @@ def test_life_name_added_orders_once(life, md_module):
     settle(srv)
     assert n_orders(peb) == 2, "after one more graceful"
     assert served_serial(srv, peb, "a.test") == int(cert["serialNumber"], 16)
+
+
+def test_life_alias_added_members_auto(life, md_module):
+    """MDMembers auto (the default): a ServerAlias added to the MD's vhost joins the MD.
+    md.json records it at the next start (the C module finishes its store sync after linking
+    vhosts), exactly 1 more order covers it, and after the activating graceful nothing more is
+    ordered. (C: 1, 2, 2)"""
+    srv, peb = life()
+    srv.render(md_conf(srv, peb, CHECK + "MDomain a.test\n" + vhosts("a.test")))
+    start(srv)
+    wait_staged(srv, "a.test")
+    graceful(srv)
+    assert n_orders(peb) == 1
+    srv.render(md_conf(srv, peb, CHECK + "MDomain a.test\n" + vhosts("a.test", "www.a.test")))
+    graceful(srv)
+    md_json = json.loads((srv.dir / "md" / "domains" / "a.test" / "md.json").read_text())
+    assert md_json["domains"] == ["a.test", "www.a.test"], md_json
+    wait_staged(srv, "a.test")
+    assert n_orders(peb) == 2, peb.orders()
+    graceful(srv)
+    cert = served_chain_ok(srv, peb, "www.a.test")
+    assert {v for _, v in cert["subjectAltName"]} == {"a.test", "www.a.test"}
+    settle(srv)
+    assert n_orders(peb) == 2, "after the activating graceful"
 
 
 # ---- 3. a key spec added -------------------------------------------------------------------
