@@ -354,6 +354,18 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
         if grown {
             sync_after_linking(s, state);
         }
+        if let Some(registry) = &state.registry {
+            match registry.purge_unused_challenges(&state.mds) {
+                Ok(removed) if !removed.is_empty() => log_s!(
+                    s,
+                    Level::Debug,
+                    "removed challenge data of names no MD has: {}",
+                    removed.join(", ")
+                ),
+                Ok(_) => {}
+                Err(e) => log_s!(s, Level::Warning, "purging unused challenge data: {e}"),
+            }
+        }
         let map = state.config.global.port_map.unwrap_or_default();
         // SAFETY: ap_listeners is httpd's list of listeners, set up before post_config.
         let reach = Reachability::from_listeners(&unsafe { listen_ports() }, map);

@@ -9,6 +9,7 @@ Expectations are what the C module does (observed with Debian's mod_md.so).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -213,3 +214,19 @@ def test_startup_log_wording(httpd_factory, md_module, case: StartCase):
         if exp.c_text:
             assert any(exp.matches(line, wording=True) for line in lines), (
                 f"no [{exp.module}:{exp.level}] line with C's wording {exp.c_text!r}{r['why']}")
+
+
+def test_startup_purges_challenge_dirs_of_names_no_md_has(httpd_factory, md_module):
+    """Left-over challenge material of names no MD has (an MD removed from the config, a
+    crashed renewal) is removed at startup; the dirs of configured names stay."""
+    srv = httpd_factory()
+    for name in ("old.test", "a.org"):
+        d = srv.dir / "md" / "challenges" / name
+        d.mkdir(parents=True)
+        (d / "acme-http-01.txt").write_text("token.thumbprint")
+    srv.render(PORTMAP + "MDomain a.org\n" + ssl_vhost(aliases=""))
+    res = srv.start()
+    assert res.started, res.text
+    challenges = srv.dir / "md" / "challenges"
+    assert not (challenges / "old.test").exists(), sorted(os.listdir(challenges))
+    assert (challenges / "a.org" / "acme-http-01.txt").exists()

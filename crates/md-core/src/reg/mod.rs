@@ -150,6 +150,26 @@ impl<S: Store> Registry<S> {
         out
     }
 
+    /// Remove `challenges/<name>` of every name no MD in `mds` has (startup, as the C module):
+    /// material of removed MDs or abandoned renewals. Returns the names removed.
+    pub fn purge_unused_challenges(
+        &self,
+        mds: &[ManagedDomain],
+    ) -> Result<Vec<String>, StoreError> {
+        let live: std::collections::HashSet<String> = mds
+            .iter()
+            .flat_map(|m| m.domains.iter().map(|d| d.to_ascii_lowercase()))
+            .collect();
+        let mut removed = Vec::new();
+        for name in self.store.names(Group::Challenges)? {
+            if !live.contains(&name.to_ascii_lowercase()) {
+                self.store.purge(Group::Challenges, &name)?;
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
+
     fn purge_challenges_of(&self, name: &str) -> Result<(), StoreError> {
         let domains = match self.store.load_md(Group::Staging, name) {
             Ok(Some(r)) => r.md.domains,
