@@ -72,10 +72,14 @@ def vhosts(name: str, aliases: str = "", extra: str = "") -> str:
 
 
 def wait_staged(srv: HttpdServer, md: str, timeout=60) -> dict:
-    job = srv.dir / "md" / "staging" / md / "job.json"
+    """Wait for a finished staged set: job.json says finished AND md.json and a certificate are
+    there. (A job alone can be stale: the C module's old-generation child may write a finished
+    job.json again after the new parent activated and purged the set, the "lying job.json".)"""
+    stage = srv.dir / "md" / "staging" / md
+    job = stage / "job.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if job.exists():
+        if job.exists() and (stage / "md.json").exists() and any(stage.glob("pubcert*.pem")):
             try:
                 j = json.loads(job.read_text())
             except ValueError:
