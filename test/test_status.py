@@ -326,6 +326,34 @@ def test_certificate_status_off(md_module, httpd_factory):
     assert request(srv.http_port, "a.test", "/.httpd/certificate-status")[0] == 404
 
 
+# MDRequireHttps inside <If>/<Else>/<Files> (accepted by the C module): the condition is
+# ignored, the value is the enclosing server's or <MDomain>'s; in a vhost's <If> it is that
+# vhost's, not the base server's (observed with the C module).
+REQUIRE_HTTPS_IN_IF = [
+    ('MDomain b.test www.b.test\n<If "false">\nMDRequireHttps permanent\n</If>', "permanent"),
+    ('<If "true">\n</If>\n<Else>\nMDRequireHttps temporary\n</Else>\nMDomain b.test www.b.test',
+     "temporary"),
+    ('<MDomain b.test www.b.test>\n<If "false">\nMDRequireHttps permanent\n</If>\n</MDomain>',
+     "permanent"),
+    ("<Files x>\nMDRequireHttps temporary\n</Files>\nMDomain b.test www.b.test", "temporary"),
+    ('<VirtualHost 127.0.0.1:@HTTP_PORT@>\n    ServerName x.test\n<If "true">\n'
+     "MDRequireHttps permanent\n</If>\n</VirtualHost>\nMDomain b.test www.b.test", None),
+]
+
+
+def test_require_https_in_if_sets_the_server_value(md_module, httpd_factory):
+    seen = []
+    for conf, _ in REQUIRE_HTTPS_IN_IF:
+        srv = httpd_factory(status=True)
+        srv.render(PORTMAP + "MDInitialDelay 60s\n" + conf + "\n" + STATUS_LOCATIONS
+                   + ssl_vhost("b.test", "    ServerAlias www.b.test\n"))
+        res = srv.start()
+        assert res.started, res.text
+        seen.append(get_json(srv, "/md-status/b.test").get("require-https"))
+        srv.stop()
+    assert seen == [want for _, want in REQUIRE_HTTPS_IN_IF]
+
+
 # ---- server-status -----------------------------------------------------------------------
 
 
