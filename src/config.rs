@@ -133,17 +133,19 @@ unsafe fn apply_in_context(
                 line: (*dir).line_num.max(0) as u32,
             }
         };
-        // <Directory>, <Location>, <Files> (also around an <If>): httpd's own message. A
-        // server-level <If> is tolerated, as by the C module.
-        // One section kind at a time: with all bits at once httpd only says "directory
-        // context", while the C module's message names the section.
+        // Only MDRequireHttps (RSRC_CONF|OR_AUTHCFG) gets here from a directory context. The
+        // C module refuses it inside <Directory>, <Location> (and their Match forms) and
+        // <Limit>, with httpd's message; inside <If>/<ElseIf>/<Else> and <Files> it accepts
+        // it (the condition is ignored: it sets the server's value). NOT_IN_FILES would also
+        // refuse <If>, and the combined NOT_IN_DIR_CONTEXT any section with a path.
+        // One section kind at a time, in the order httpd checks them, so the message names
+        // the section as the C module's does.
         let dir_err = [
+            ffi::NOT_IN_LIMIT,
             ffi::NOT_IN_DIRECTORY,
             ffi::NOT_IN_LOCATION,
-            ffi::NOT_IN_FILES,
         ]
         .into_iter()
-        .chain([ffi::NOT_IN_DIR_CONTEXT])
         .map(|bits| ffi::ap_check_cmd_context(cmd, bits as u32))
         .find(|e| !e.is_null())
         .unwrap_or(std::ptr::null());

@@ -218,8 +218,7 @@ fn child_owner() -> Option<(u32, u32)> {
 /// The configured event commands (MDMessageCmd, MDNotifyCmd).
 fn events_of(state: &crate::state::ModState) -> Events {
     let g = &state.config.global;
-    let dir = state.store_dir.display().to_string();
-    Events::new(g.message_cmd.clone(), g.notify_cmd.clone(), &dir)
+    Events::new(g.message_cmd.clone(), g.notify_cmd.clone())
 }
 
 /// Open (and on first use lay out) the store, in the parent; failure is AH10046.

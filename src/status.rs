@@ -86,13 +86,8 @@ pub unsafe extern "C" fn md_rs_certificate_status(r: *mut ffi::request_rec) -> c
             return ffi::DECLINED;
         }
         let host = req.hostname();
-        let Some(snap) = state.status.iter().find(|s| {
-            s.record
-                .md
-                .domains
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(&host))
-        }) else {
+        // As the C module: the first MD covering the host name, also by a wildcard domain.
+        let Some(snap) = status::find_md_by_domain(&state.status, &host) else {
             return ffi::DECLINED;
         };
         if !req.is_get() {

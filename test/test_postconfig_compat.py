@@ -155,6 +155,11 @@ CASES = [
               + ssl_vhost(aliases=""), False,
               [Expect("AH02562", "emerg", "ssl", ("<DIR>/conf/missing.pem",))],
               note="mod_md hands the (ServerRoot-relative) paths to mod_ssl, which fails"),
+    StartCase("invalid-domain-name", PORTMAP + "MDomain a.org invalid!.x.org\n"
+              + ssl_vhost(aliases="invalid!.x.org"), True,
+              absent=["[md:error]", "AH10038", "AH10040"],
+              note="C checks no DNS syntax in MDomain: the CA refuses the name later "
+                   "('malformed'), the server starts"),
     StartCase("store-dir-unusable", PORTMAP + "MDomain a.org\nMDStoreDir /proc/md-nope\n"
               + ssl_vhost(aliases=""), False,
               [Expect("AH10046", "error", names=("/proc/md-nope",),

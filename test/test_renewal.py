@@ -405,6 +405,35 @@ def test_renewing_veto_stops_the_renewal(ca_env, md_module):
     assert "challenge-setup" not in log.read_text()
 
 
+ENV_SCRIPT = """#!/bin/sh
+[ "$1" = renewing ] && env > "{out}.tmp" && mv "{out}.tmp" "{out}"
+exit 1
+"""
+
+
+def test_event_commands_get_the_server_environment(ca_env, md_module, monkeypatch):
+    """The C module runs MDMessageCmd with httpd's own environment, nothing added (no
+    MD_VERSION/MD_STORE): observed with a script dumping its environment (`renewing`, vetoed
+    so no order is placed)."""
+    monkeypatch.setenv("MD_E2E_MARKER", "from the test")
+    srv, peb = ca_env()
+    out = srv.dir / "env.txt"
+    os.chmod(srv.dir, 0o777)
+    script = srv.write_file("conf/env.sh", ENV_SCRIPT.format(out=out), mode=0o755)
+    srv.render(md_conf(srv, peb, f"MDMessageCmd {script}\nMDomain a.test\n" + vhosts("a.test")))
+    assert srv.start().started
+    deadline = time.monotonic() + 15
+    while not out.exists():
+        assert time.monotonic() < deadline, srv.error_log()[-2000:]
+        time.sleep(0.1)
+    env = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+    assert env.get("MD_E2E_MARKER") == "from the test", env
+    assert "MD_VERSION" not in env and "MD_STORE" not in env, env
+    # everything else is httpd's environment (what the harness gave it) or the shell's own
+    expected = set(os.environ) - {k for k in os.environ if k.startswith("APACHE_")}
+    assert set(env) - expected <= {"PWD", "LANG", "OLDPWD", "SHLVL", "_"}, set(env) - expected
+
+
 def test_failover_to_the_next_ca(ca_env, md_module):
     """Two CAs, the first one down: after MDRetryFailover errors the renewal moves on to the
     second, and md.json records the CA that was used."""

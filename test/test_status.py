@@ -326,6 +326,82 @@ def test_certificate_status_off(md_module, httpd_factory):
     assert request(srv.http_port, "a.test", "/.httpd/certificate-status")[0] == 404
 
 
+WILDCARD_BODY = (PORTMAP + "MDInitialDelay 60s\nMDCAChallenges dns-01\n"
+                 "MDomain w.test *.w.test\nMDomain b.test www.b.test\n"
+                 "<MDomain *.c.test>\n</MDomain>\n" + STATUS_LOCATIONS
+                 + ssl_vhost("w.test", "    ServerAlias *.w.test\n")
+                 + ssl_vhost("b.test", "    ServerAlias www.b.test\n")
+                 + ssl_vhost("x.c.test", "    ServerAlias *.c.test\n"))
+
+# md-status/<name>: the MD named so, else the first MD with a domain covering the name, a
+# `*.` wildcard covering one label (observed with the C module); None: the list of all MDs.
+MD_STATUS_LOOKUPS = {
+    "w.test": "w.test", "*.w.test": "w.test", "www.w.test": "w.test", "WWW.W.TEST": "w.test",
+    ".w.test": "w.test", "a.b.w.test": None, "B.test": "b.test", "www.b.test": "b.test",
+    "x.c.test": "*.c.test", "*.c.test": "*.c.test", "c.test": None, "nope.test": None,
+}
+# /.httpd/certificate-status by Host (and SNI): answered for hosts an MD domain covers,
+# else declined (plain http: 404 from the default handler; https: mod_ssl's 503 on the
+# fallback certificate).
+CERT_STATUS_LOOKUPS = {
+    ("w.test", False): 200, ("www.w.test", False): 200, ("www.w.test", True): 200,
+    ("y.c.test", False): 200, ("y.c.test", True): 200, ("www.b.test", True): 200,
+    ("a.b.w.test", False): 404, ("a.b.w.test", True): 503, ("c.test", False): 404,
+}
+
+
+def test_lookup_by_domain_and_wildcard_matches_c(md_module, httpd_factory):
+    srv = httpd_factory(status=True)
+    srv.render(WILDCARD_BODY)
+    res = srv.start()
+    assert res.started, res.text
+    found = {}
+    for n in MD_STATUS_LOOKUPS:
+        j = get_json(srv, f"/md-status/{n}")
+        found[n] = j.get("name")
+        if found[n] is None:
+            assert [m["name"] for m in j["managed-domains"]] == ["*.c.test", "b.test",
+                                                                 "w.test"], n
+    assert found == MD_STATUS_LOOKUPS
+    codes = {}
+    for host, tls in CERT_STATUS_LOOKUPS:
+        port = srv.https_port if tls else srv.http_port
+        st, h, body = request(port, host, "/.httpd/certificate-status", tls=tls)
+        codes[(host, tls)] = st
+        if st == 200:
+            assert h["content-type"] == "application/json"
+            assert json.loads(body) == {"rsa": {}}, (host, tls)
+    assert codes == CERT_STATUS_LOOKUPS
+
+
+# MDRequireHttps inside <If>/<Else>/<Files> (accepted by the C module): the condition is
+# ignored, the value is the enclosing server's or <MDomain>'s; in a vhost's <If> it is that
+# vhost's, not the base server's (observed with the C module).
+REQUIRE_HTTPS_IN_IF = [
+    ('MDomain b.test www.b.test\n<If "false">\nMDRequireHttps permanent\n</If>', "permanent"),
+    ('<If "true">\n</If>\n<Else>\nMDRequireHttps temporary\n</Else>\nMDomain b.test www.b.test',
+     "temporary"),
+    ('<MDomain b.test www.b.test>\n<If "false">\nMDRequireHttps permanent\n</If>\n</MDomain>',
+     "permanent"),
+    ("<Files x>\nMDRequireHttps temporary\n</Files>\nMDomain b.test www.b.test", "temporary"),
+    ('<VirtualHost 127.0.0.1:@HTTP_PORT@>\n    ServerName x.test\n<If "true">\n'
+     "MDRequireHttps permanent\n</If>\n</VirtualHost>\nMDomain b.test www.b.test", None),
+]
+
+
+def test_require_https_in_if_sets_the_server_value(md_module, httpd_factory):
+    seen = []
+    for conf, _ in REQUIRE_HTTPS_IN_IF:
+        srv = httpd_factory(status=True)
+        srv.render(PORTMAP + "MDInitialDelay 60s\n" + conf + "\n" + STATUS_LOCATIONS
+                   + ssl_vhost("b.test", "    ServerAlias www.b.test\n"))
+        res = srv.start()
+        assert res.started, res.text
+        seen.append(get_json(srv, "/md-status/b.test").get("require-https"))
+        srv.stop()
+    assert seen == [want for _, want in REQUIRE_HTTPS_IN_IF]
+
+
 # ---- server-status -----------------------------------------------------------------------
 
 

@@ -232,7 +232,7 @@ impl Driver {
 }
 
 fn no_events() -> Events {
-    Events::new(None, None, "/nonexistent")
+    Events::new(None, None)
 }
 
 #[test]
@@ -323,7 +323,7 @@ fn a_renewing_veto_counts_as_an_error_with_backoff() {
         100 * 86400,
     )));
     let d = Driver::new(&m);
-    let veto = Events::new(Some("/bin/false".into()), None, "/nonexistent");
+    let veto = Events::new(Some("/bin/false".into()), None);
     let before = Utc::now();
     let out = d.run(&m, RenewSettings::default(), veto);
     let MdOutcome::Failed(next) = out else {
@@ -444,7 +444,7 @@ fn the_renewed_command_runs_without_the_md_lock() {
     )
     .unwrap();
     std::fs::set_permissions(&cmd, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let events = Events::new(Some(cmd.display().to_string()), None, "/nonexistent");
+    let events = Events::new(Some(cmd.display().to_string()), None);
     assert_eq!(
         d.run(&m, RenewSettings::default(), events),
         MdOutcome::Idle(None)

@@ -530,9 +530,8 @@ impl ModConfig {
                 names.pop();
             }
         }
-        for n in &names {
-            check_domain_name(n)?;
-        }
+        // No DNS syntax check here: the C module accepts any name and the CA refuses bad ones
+        // at renewal ('malformed'); refusing them would stop a server C starts.
         md.add_domains(&names);
         self.mds.push(md);
         Ok(self.mds.len() - 1)
@@ -557,23 +556,4 @@ fn parse_window(name: &str, v: &str, length: &str) -> Result<Timeslice, String> 
         Timeslice::parse(v, Unit::Days)
     };
     parsed.map_err(|_| format!("{name} has unrecognized format"))
-}
-
-/// A DNS name (optionally a `*.` wildcard) as the C module accepts in MDomain.
-fn check_domain_name(name: &str) -> Result<(), String> {
-    let bare = name.strip_prefix("*.").unwrap_or(name);
-    let ok = !bare.is_empty()
-        && bare.len() <= 253
-        && bare.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("'{name}' is not a valid domain name"))
-    }
 }

@@ -64,13 +64,145 @@ pub fn parse_ca(s: &str) -> Result<String, String> {
     ))
 }
 
-/// MDHttpProxy: an absolute http or https URL.
+/// MDHttpProxy: an absolute http or https URL, checked as the C module checks it
+/// (`md_util_abs_http_uri_check`), with its messages.
 pub fn parse_proxy_url(s: &str) -> Result<String, String> {
-    match s.split_once("://") {
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("http") => Ok(s.to_string()),
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => Ok(s.to_string()),
-        Some(_) => Err("uri scheme must be http or https".into()),
+    let scheme = check_uri(s)?;
+    match scheme {
         None => Err("missing uri scheme".into()),
+        Some(sc) if sc.eq_ignore_ascii_case("http") || sc.eq_ignore_ascii_case("https") => {
+            Ok(s.to_string())
+        }
+        Some(_) => Err("uri scheme must be http or https".into()),
+    }
+}
+
+/// The parts of a URI the C module's checks look at, split as `apr_uri_parse` splits them.
+struct UriParts<'a> {
+    scheme: Option<&'a str>,
+    hostname: Option<&'a str>,
+    /// The text after the host's colon (possibly empty) and its value as `apr_port_t`.
+    port: Option<(&'a str, u16)>,
+}
+
+/// `apr_uri_parse`, reduced to scheme, host and port; `None` where APR fails (a `[` host
+/// without `]`, or a port with other characters after its number).
+fn apr_uri_parts(uri: &str) -> Option<UriParts<'_>> {
+    let mut parts = UriParts {
+        scheme: None,
+        hostname: None,
+        port: None,
+    };
+    let authority = if let Some(rest) = uri.strip_prefix("//").filter(|r| !r.starts_with('/')) {
+        rest
+    } else if uri.starts_with('/') {
+        return Some(parts);
+    } else {
+        let end = uri
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+            .unwrap_or(uri.len());
+        let first_alpha = uri.starts_with(|c: char| c.is_ascii_alphabetic());
+        if !first_alpha || !uri[end..].starts_with(':') {
+            return Some(parts);
+        }
+        parts.scheme = Some(&uri[..end]);
+        match uri[end + 1..].strip_prefix("//") {
+            Some(rest) => rest,
+            None => return Some(parts),
+        }
+    };
+    let hostinfo = &authority[..authority.find(['/', '?', '#']).unwrap_or(authority.len())];
+    // user:password@ up to the last '@'
+    let host = hostinfo.rsplit_once('@').map_or(hostinfo, |(_, h)| h);
+    let (hostname, port) = if let Some(v6) = host.strip_prefix('[') {
+        let close = v6.find(']')?;
+        (&v6[..close], v6[close + 1..].strip_prefix(':'))
+    } else {
+        match host.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host, None),
+        }
+    };
+    parts.hostname = Some(hostname);
+    if let Some(p) = port {
+        let value = if p.is_empty() { 0 } else { strtol(p)? };
+        // apr_port_t is 16 bits: the C module sees the value truncated
+        parts.port = Some((p, value as u16));
+    }
+    Some(parts)
+}
+
+/// C's `strtol(s, &end, 10)` where `*end` must be the end of `s` (saturating like strtol).
+fn strtol(s: &str) -> Option<i64> {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for b in digits.bytes() {
+        v = v.saturating_mul(10).saturating_add(i64::from(b - b'0'));
+    }
+    Some(if neg { v.saturating_neg() } else { v })
+}
+
+/// The C module's `md_dns_is_name(p, name, 0)`: ASCII letters, digits, '-' and single dots.
+fn is_dns_name(name: &str) -> bool {
+    !name.contains("..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// The C module's `uri_check`: the URI's scheme, or its message (the later checks win, as
+/// in C, where each overwrites the previous one).
+fn check_uri(uri: &str) -> Result<Option<&str>, String> {
+    let mut err = None;
+    let parts = apr_uri_parts(uri);
+    match &parts {
+        None => err = Some("not an uri"),
+        Some(UriParts {
+            scheme: Some(scheme),
+            hostname,
+            port,
+        }) => {
+            if scheme.len() + 1 >= uri.len() {
+                err = Some("missing uri identifier");
+            } else if scheme.starts_with("http") {
+                match hostname {
+                    None => err = Some("missing hostname"),
+                    Some(h) if !is_dns_name(h) => err = Some("invalid hostname"),
+                    Some(_) => {}
+                }
+                if let Some((text, value)) = port {
+                    if !text.starts_with(|c: char| c.is_ascii_digit()) || *value == 0 {
+                        err = Some("invalid port");
+                    }
+                }
+            } else if *scheme == "mailto" {
+                let local = &uri[scheme.len() + 1..];
+                err = match local.split_once('@') {
+                    None => Some("missing @"),
+                    Some((_, host)) if host.contains('@') => Some("duplicate @"),
+                    Some(("", _)) => Some("missing local part"),
+                    Some((_, "")) => Some("missing hostname"),
+                    _ if uri.contains("..") => Some("double period"),
+                    _ => None,
+                };
+            }
+        }
+        Some(_) => {}
+    }
+    if uri.contains([' ', '\t']) {
+        err = Some("whitespace in uri");
+    }
+    match err {
+        Some(e) => Err(e.into()),
+        None => Ok(parts.and_then(|p| p.scheme)),
     }
 }
 
@@ -512,5 +644,38 @@ mod tests {
         assert!(!is_absolute_uri("x"));
         assert!(!is_absolute_uri("1http://x"));
         assert!(!is_absolute_uri("http:"));
+    }
+    #[test]
+    fn proxy_urls_checked_as_c() {
+        // (value, the C module's verdict: Ok or its message), observed with mod_md 2.6
+        let cases = [
+            ("http://proxy.example.org:3128", Ok(())),
+            ("https://127.0.0.1:70000", Ok(())),
+            ("http://:80", Ok(())),
+            ("HTTP://p.example.org", Ok(())),
+            ("proxy.example.org", Err("missing uri scheme")),
+            ("localhost:8080", Err("uri scheme must be http or https")),
+            (
+                "ftp://proxy.example.org:21",
+                Err("uri scheme must be http or https"),
+            ),
+            ("https://127.0.0.1:-443", Err("invalid port")),
+            ("http://127.0.0.1:0", Err("invalid port")),
+            ("http://127.0.0.1:65536", Err("invalid port")),
+            ("http://127.0.0.1:", Err("invalid port")),
+            ("https://127.0.0.1:abc", Err("not an uri")),
+            ("http://[::1]:3128", Err("invalid hostname")),
+            ("http://a_b.example.org", Err("invalid hostname")),
+            ("http:", Err("missing uri identifier")),
+            ("http:foo", Err("missing hostname")),
+            ("mailto:x", Err("missing @")),
+        ];
+        for (url, want) in cases {
+            let got = parse_proxy_url(url);
+            match want {
+                Ok(()) => assert_eq!(got, Ok(url.to_string()), "{url}"),
+                Err(e) => assert_eq!(got, Err(e.to_string()), "{url}"),
+            }
+        }
     }
 }

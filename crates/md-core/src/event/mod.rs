@@ -28,15 +28,14 @@ pub fn rate_limit(reason: &str) -> Option<Duration> {
     }
 }
 
-/// The configured commands and the environment they get.
+/// The configured commands. They get the server's environment and nothing added, as from
+/// the C module (which runs them with `APR_PROGRAM_ENV` and no extra variables).
 #[derive(Debug, Clone, Default)]
 pub struct Events {
     /// MDMessageCmd.
     pub message_cmd: Option<String>,
     /// MDNotifyCmd.
     pub notify_cmd: Option<String>,
-    /// Environment for the commands (`MD_VERSION`, `MD_STORE`).
-    pub env: Vec<(String, String)>,
 }
 
 /// Why an event could not be delivered.
@@ -83,26 +82,16 @@ fn failed(
 }
 
 impl Events {
-    /// The events of a server: its commands, `MD_VERSION` and `MD_STORE`.
-    pub fn new(message_cmd: Option<String>, notify_cmd: Option<String>, store_dir: &str) -> Self {
-        let env = vec![
-            ("MD_VERSION".to_string(), crate::VERSION.to_string()),
-            ("MD_STORE".to_string(), store_dir.to_string()),
-        ];
+    /// The events of a server: its commands.
+    pub fn new(message_cmd: Option<String>, notify_cmd: Option<String>) -> Self {
         Events {
             message_cmd,
             notify_cmd,
-            env,
         }
     }
 
     fn run(&self, cmd: &str, args: &[&str], log: &dyn LogSink) -> Result<(), String> {
-        let env: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let (result, out) = match exec::run_command(cmd, args, &env, CMD_TIMEOUT) {
+        let (result, out) = match exec::run_command(cmd, args, &[], CMD_TIMEOUT) {
             Ok(out) => (Ok(()), out),
             Err((e, out)) => (Err(e.to_string()), out),
         };
@@ -176,15 +165,18 @@ mod tests {
     }
 
     #[test]
-    fn messages_are_recorded_rate_limited_and_run_with_env() {
+    fn messages_are_recorded_rate_limited_and_run_with_server_env() {
         let dir = std::env::temp_dir().join(format!("md-events-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("calls");
         let cmd = script(
             &dir,
-            &format!("echo \"$MD_VERSION $MD_STORE $@\" >> {}", out.display()),
+            &format!(
+                "echo \"[${{MD_VERSION-unset}}] [${{MD_STORE-unset}}] $@\" >> {}",
+                out.display()
+            ),
         );
-        let ev = Events::new(Some(cmd), None, "/store");
+        let ev = Events::new(Some(cmd), None);
         let mut job = JobRecord::default();
         let now = Utc::now();
         ev.raise("renewing", "a.test", &mut job, now, &NullSink)
@@ -200,7 +192,8 @@ mod tests {
         )
         .unwrap();
         let calls = std::fs::read_to_string(&out).unwrap();
-        let line = format!("{} /store renewing a.test\n", crate::VERSION);
+        // nothing added to the environment (the C module adds nothing either)
+        let line = "[unset] [unset] renewing a.test\n";
         assert_eq!(
             calls,
             line.repeat(2),
@@ -215,13 +208,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("md-events-f-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let fail = script(&dir, "exit 3");
-        let ev = Events::new(Some(fail.clone()), None, "/s");
+        let ev = Events::new(Some(fail.clone()), None);
         let mut job = JobRecord::default();
         assert!(ev
             .raise("renewing", "a", &mut job, Utc::now(), &NullSink)
             .is_err());
         assert_eq!(types(&job), vec!["message-error"]);
-        let ev = Events::new(None, Some(fail), "/s");
+        let ev = Events::new(None, Some(fail));
         let mut job = JobRecord::default();
         let e = ev
             .raise("renewed", "a", &mut job, Utc::now(), &NullSink)

@@ -44,21 +44,35 @@ pub fn to_body(v: &serde_json::Value) -> Vec<u8> {
     serde_json::to_vec_pretty(v).unwrap_or_default()
 }
 
-/// Find the MD for a name: an MD name first, else any MD containing it as a domain
-/// (case-insensitive, as DNS names are).
+/// Does the MD domain `pattern` cover the host `name`? The C module's `md_dns_matches`:
+/// equal (case-insensitive, as DNS names are), or a `*.rest` wildcard and a name whose part
+/// from its first dot is `.rest` (one label only: `*.a.test` covers `www.a.test`, not
+/// `x.www.a.test` nor `a.test`).
+pub fn dns_matches(pattern: &str, name: &str) -> bool {
+    if pattern.eq_ignore_ascii_case(name) {
+        return true;
+    }
+    match (pattern.strip_prefix('*'), name.find('.')) {
+        (Some(rest), Some(dot)) => rest.starts_with('.') && rest.eq_ignore_ascii_case(&name[dot..]),
+        _ => false,
+    }
+}
+
+/// The first MD with a domain covering `host` (exactly or by wildcard), as the C module's
+/// `md_get_by_domain`: MDs in order, each checked for both.
+pub fn find_md_by_domain<'a>(snaps: &'a [MdSnapshot], host: &str) -> Option<&'a MdSnapshot> {
+    snaps
+        .iter()
+        .find(|s| s.record.md.domains.iter().any(|d| dns_matches(d, host)))
+}
+
+/// Find the MD for a name (md-status/<name>): an MD name first, else as
+/// [`find_md_by_domain`] (the C module's handler does the same two look-ups).
 pub fn find_md<'a>(snaps: &'a [MdSnapshot], name: &str) -> Option<&'a MdSnapshot> {
     snaps
         .iter()
         .find(|s| s.record.md.name.eq_ignore_ascii_case(name))
-        .or_else(|| {
-            snaps.iter().find(|s| {
-                s.record
-                    .md
-                    .domains
-                    .iter()
-                    .any(|d| d.eq_ignore_ascii_case(name))
-            })
-        })
+        .or_else(|| find_md_by_domain(snaps, name))
 }
 
 #[cfg(test)]
@@ -84,6 +98,7 @@ mod tests {
             "www.b.test"
         );
         assert!(find_md(&snaps, "md-status").is_none());
+
         let v = MdView {
             snap: &snaps[1],
             renewal: None,
@@ -94,5 +109,32 @@ mod tests {
             renewal: None,
         };
         assert!(!v.due(now) && !v.renew(now));
+    }
+
+    #[test]
+    fn wildcard_domains_cover_one_label() {
+        assert!(dns_matches("*.a.test", "www.a.test"));
+        assert!(dns_matches("*.a.test", "WWW.A.Test"));
+        assert!(dns_matches("*.a.test", "*.a.test"));
+        assert!(!dns_matches("*.a.test", "x.www.a.test"));
+        assert!(!dns_matches("*.a.test", "a.test"));
+        assert!(!dns_matches("*.a.test", "wwwa.test"));
+        assert!(!dns_matches("www.a.test", "x.a.test"));
+        let mut w = missing_snapshot("w.test");
+        w.record.md.domains = vec!["w.test".into(), "*.w.test".into()];
+        let mut c = missing_snapshot("*.c.test");
+        c.record.md.domains = vec!["*.c.test".into()];
+        let snaps = [w, c];
+        let name = |n: &str| find_md(&snaps, n).map(|s| s.record.md.name.clone());
+        assert_eq!(name("www.w.test").as_deref(), Some("w.test"));
+        assert_eq!(name("*.w.test").as_deref(), Some("w.test"));
+        assert_eq!(name("x.c.test").as_deref(), Some("*.c.test"));
+        assert_eq!(name("*.c.test").as_deref(), Some("*.c.test"));
+        assert_eq!(name("a.b.w.test"), None);
+        assert_eq!(name("c.test"), None);
+        let host = |n: &str| find_md_by_domain(&snaps, n).map(|s| s.record.md.name.clone());
+        assert_eq!(host("y.c.test").as_deref(), Some("*.c.test"));
+        assert_eq!(host("w.test").as_deref(), Some("w.test"));
+        assert_eq!(host("a.b.w.test"), None);
     }
 }
