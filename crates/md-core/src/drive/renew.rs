@@ -621,6 +621,8 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         let (account_id, acct) = self.account(md, &client, &ca_url)?;
 
         let responder = StoreResponder {
+            md_name: name.to_string(),
+            acme_tls_1: md.acme_tls_1.clone(),
             challenges_dir: self.root.join(Group::Challenges.dir()),
             key_specs: md.private_keys.clone(),
             dns01_cmd: md.env.dns01_cmd.clone(),

@@ -20,6 +20,11 @@ pub type SetupHook<'a> = dyn Fn(&str) -> Result<(), String> + Sync + 'a;
 
 /// Challenge responder writing into the store's `challenges/` group.
 pub struct StoreResponder<'a> {
+    /// The MD's name (for the log lines).
+    pub md_name: String,
+    /// The MD's domains whose SSL vhost has `acme-tls/1` in `Protocols`: tls-alpn-01 cannot
+    /// be answered when there is none, whatever MDCAChallenges says (the C module's rule).
+    pub acme_tls_1: Vec<String>,
     /// The `challenges/` directory.
     pub challenges_dir: PathBuf,
     /// Key specs of the MD: one tls-alpn-01 certificate per spec, so that the challenge
@@ -67,6 +72,30 @@ impl StoreResponder<'_> {
         res.map_err(|e| format!("writing {}/{name}: {e}", dir.display()))
     }
 
+    /// tls-alpn-01 needs a vhost speaking `acme-tls/1`. For a domain without one, but with
+    /// other domains of the MD having it, the C module still tries ("fingers crossed": the
+    /// CA may reach the same server under the other name's vhost).
+    fn tls_alpn01_possible(&self, domain: &str) -> Result<(), String> {
+        if self.acme_tls_1.iter().any(|d| d == domain) {
+            return Ok(());
+        }
+        if self.acme_tls_1.is_empty() {
+            let msg = format!(
+                "{domain}: protocol 'acme-tls/1' seems not enabled for this or any other \
+                 associated domain. Not attempting challenge type tls-alpn-01."
+            );
+            crate::md_log!(*self.log, Level::Info, "{msg}");
+            return Err(msg);
+        }
+        crate::md_log!(
+            *self.log,
+            Level::Info,
+            "{domain}: protocol 'acme-tls/1' seems not enabled for this domain, but is \
+             enabled for other associated domains. Continuing with fingers crossed."
+        );
+        Ok(())
+    }
+
     fn run_dns01(&self, args: &[&str]) -> Result<(), String> {
         let cmd = self
             .dns01_cmd
@@ -86,7 +115,20 @@ impl StoreResponder<'_> {
 
 impl ChallengeResponder for StoreResponder<'_> {
     fn setup(&self, setup: &ChallengeSetup) -> Result<(), String> {
-        self.put_in_place(setup)?;
+        if let Err(e) = self.put_in_place(setup) {
+            // The C module's words: the next offered type is tried.
+            crate::md_log!(
+                *self.log,
+                Level::Info,
+                "{e}: md[{md}] while[Setting up challenge '{ct}' for domain {d}] \
+                 detail[error setting up challenge '{ct}' for {d}, for domain {d}, looking \
+                 for other option]",
+                md = self.md_name,
+                ct = setup.challenge_type,
+                d = setup.domain
+            );
+            return Err(e);
+        }
         match self.on_setup {
             Some(f) => f(&format!(
                 "challenge-setup:{}:{}",
@@ -109,6 +151,7 @@ impl StoreResponder<'_> {
                 self.write(&dir, HTTP01_FILE, content.as_bytes(), 0o644)
             }
             ChallengeMaterial::TlsAlpn01 { .. } => {
+                self.tls_alpn01_possible(&setup.domain)?;
                 let dir = self.dir_for(&setup.domain)?;
                 for spec in &self.key_specs {
                     let kt = KeyType::from_spec(spec).map_err(|e| e.to_string())?;
@@ -177,6 +220,8 @@ mod tests {
 
     fn responder(dir: &Path, cmd: Option<String>, version: u8) -> StoreResponder<'static> {
         StoreResponder {
+            md_name: "a.test".into(),
+            acme_tls_1: vec!["a.test".into()],
             challenges_dir: dir.to_path_buf(),
             key_specs: vec![
                 KeySpec::Ec {
@@ -214,6 +259,33 @@ mod tests {
         r.teardown(&s);
         assert!(!d.join("a.test").exists());
         assert!(r.setup(&setup_of(ChallengeType::Http01, "../x")).is_err());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// The C module's rule, also for an explicit MDCAChallenges list: no `acme-tls/1` for any
+    /// domain of the MD refuses the setup (the next type is tried); `acme-tls/1` on another
+    /// domain of the MD lets it go ahead.
+    #[test]
+    fn tls_alpn01_needs_acme_tls_1_on_some_domain() {
+        let d = tmp("p");
+        let mut r = responder(&d, None, 1);
+        r.acme_tls_1 = Vec::new();
+        let e = r
+            .setup(&setup_of(ChallengeType::TlsAlpn01, "a.test"))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "a.test: protocol 'acme-tls/1' seems not enabled for this or any other associated \
+             domain. Not attempting challenge type tls-alpn-01."
+        );
+        assert!(!d.join("a.test").exists());
+        r.acme_tls_1 = vec!["www.a.test".into()];
+        r.setup(&setup_of(ChallengeType::TlsAlpn01, "a.test"))
+            .unwrap();
+        assert!(d
+            .join("a.test")
+            .join("acme-tls-alpn-01-pubcert.pem")
+            .exists());
         std::fs::remove_dir_all(d).unwrap();
     }
 
