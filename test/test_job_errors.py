@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 
-from lib.httpd import HttpdServer
+from lib.pebble import free_port, make_tls_ca
 from test_renewal import ca_env, md_conf, vhosts, wait_staged, read_job  # noqa: F401
 
 
@@ -30,3 +30,71 @@ def test_explicit_tls_alpn_without_protocol_falls_back_to_http01(ca_env, md_modu
             "option]") in log
     staged = json.loads((srv.dir / "md" / "staging" / "a.test" / "md.json").read_text())
     assert staged["domains"] == ["a.test"]
+
+
+def unreachable_detail(url: str) -> str:
+    return (f"Unsuccessful in contacting ACME server at <{url}>. If this problem persists, "
+            "please check your network connectivity from your Apache server to the ACME server. "
+            "Also, older servers might have trouble verifying the certificates of the ACME "
+            "server. You can check if you are able to contact it manually via the curl command. "
+            "Sometimes, the ACME server might be down for maintenance, so failing to contact it "
+            "is not an immediate problem. Apache will continue retrying this.")
+
+
+def first_error(ca_env, edit) -> tuple[dict, str]:
+    """Start a server whose renewal fails; returns job.json `last` after the first error and
+    the CA URL the config names."""
+    srv, peb = ca_env()
+    conf, url = edit(srv, peb, md_conf(srv, peb, "MDRetryDelay 30s\nMDomain a.test\n"
+                                       + vhosts("a.test")))
+    srv.render(conf)
+    assert srv.start().started
+    deadline = time.monotonic() + 30
+    while read_job(srv, "a.test").get("errors", 0) < 1:
+        assert time.monotonic() < deadline, srv.error_log()[-3000:]
+        time.sleep(0.1)
+    return read_job(srv, "a.test")["last"], url
+
+
+def contact_failure(url: str, status: int, description: str) -> dict:
+    return {"status": status, "status-description": description,
+            "detail": unreachable_detail(url),
+            "activity": f"Contacting ACME server for a.test at {url}"}
+
+
+def test_last_ca_port_refuses(ca_env, md_module):
+    def edit(srv, peb, conf):
+        url = f"https://127.0.0.1:{free_port()}/dir"
+        return conf.replace(peb.directory_url, url), url
+    last, url = first_error(ca_env, edit)
+    assert last == contact_failure(url, 111, "Connection refused")
+
+
+def test_last_ca_host_unresolvable(ca_env, md_module):
+    """curl's "could not resolve host" is ECONNREFUSED in the C module, too."""
+    def edit(srv, peb, conf):
+        url = f"https://ca.example.invalid:{peb.port}/dir"
+        return conf.replace(peb.directory_url, url), url
+    last, url = first_error(ca_env, edit)
+    assert last == contact_failure(url, 111, "Connection refused")
+
+
+def test_last_ca_certificate_untrusted(ca_env, md_module):
+    """MDCACertificateFile names another CA than the one that signed the CA's TLS
+    certificate: verification fails (APR_EGENERAL in the C module)."""
+    def edit(srv, peb, conf):
+        other = make_tls_ca(str(srv.dir / "other-ca"))[0]
+        return (conf.replace(f"MDCACertificateFile {peb.ca_file}",
+                             f"MDCACertificateFile {other}"), peb.directory_url)
+    last, url = first_error(ca_env, edit)
+    assert last == contact_failure(url, 20014,
+                                   "Internal error (specific information not available)")
+
+
+def test_last_eab_hmac_not_base64(ca_env, md_module):
+    def edit(srv, peb, conf):
+        return "MDExternalAccountBinding kid-1 %%%%\n" + conf, peb.directory_url
+    last, _ = first_error(ca_env, edit)
+    assert last == {"status": 22, "status-description": "Invalid argument",
+                    "problem": "apache:eab-hmac-invalid",
+                    "detail": "external account binding HMAC value is not valid base64"}

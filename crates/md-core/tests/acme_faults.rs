@@ -371,6 +371,7 @@ fn ca_dies_between_two_steps_of_an_order() {
             Err(HttpError::Connect {
                 url: req.url.clone(),
                 message: "connection refused".into(),
+                cause: md_core::http::ConnectCause::NoConnection,
             })
         })
     });

@@ -285,7 +285,7 @@ fn external_account_binding() {
             ..new_account_opts()
         },
     );
-    assert!(matches!(e.unwrap_err(), AccountError::Eab(_)));
+    assert!(matches!(e.unwrap_err(), AccountError::EabHmacInvalid));
 
     let good = EabCredentials {
         kid: "kid-1".into(),
