@@ -5,6 +5,7 @@ what a failed renewal records in staging/<md>/job.json `last` (status, descripti
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from lib.pebble import free_port, make_tls_ca
@@ -98,3 +99,49 @@ def test_last_eab_hmac_not_base64(ca_env, md_module):
     assert last == {"status": 22, "status-description": "Invalid argument",
                     "problem": "apache:eab-hmac-invalid",
                     "detail": "external account binding HMAC value is not valid base64"}
+
+
+def offered_in(text: str, before: str, after: str) -> set:
+    """The CA's offered types quoted in a detail (pebble shuffles their order)."""
+    assert text.startswith(before) and text.endswith(after), text
+    return set(text[len(before):len(text) - len(after)].split(" "))
+
+
+def test_last_only_tls_alpn_without_protocol_is_a_mismatch(ca_env, md_module):
+    """`MDCAChallenges tls-alpn-01` and no `acme-tls/1`: the type cannot be answered, which
+    the C module reports as a mismatch of offered and available types."""
+    def edit(srv, peb, conf):
+        return (conf.replace("MDCAChallenges http-01", "MDCAChallenges tls-alpn-01"),
+                peb.directory_url)
+    last, _ = first_error(ca_env, edit)
+    detail = last.pop("detail")
+    assert last == {"status": 22, "status-description": "Invalid argument",
+                    "problem": "challenge-mismatch",
+                    "activity": "Setting up challenge 'tls-alpn-01' for domain a.test"}
+    assert offered_in(detail, "None of offered challenge types for domain a.test are "
+                      "supported. The server offered '",
+                      "' and available are: 'tls-alpn-01'.") == {
+        "http-01", "tls-alpn-01", "dns-01"}
+
+
+SETUP_FAILS = """#!/bin/sh
+case "$1" in challenge-setup*) exit 1;; esac
+exit 0
+"""
+
+
+def test_last_challenge_setup_event_fails(ca_env, md_module):
+    """The challenge-setup event's command fails: a setup failure (not a mismatch)."""
+    def edit(srv, peb, conf):
+        script = srv.write_file("conf/setup-fails.sh", SETUP_FAILS, mode=0o755)
+        os.chmod(srv.dir / "conf", 0o755)  # the command runs as the User
+        return f"MDMessageCmd {script}\n" + conf, peb.directory_url
+    last, _ = first_error(ca_env, edit)
+    detail = last.pop("detail")
+    assert last == {"status": 20014,
+                    "status-description": "Internal error (specific information not available)",
+                    "problem": "challenge-setup-failure",
+                    "activity": "Setting up challenge 'http-01' for domain a.test"}
+    assert offered_in(detail, "None of the offered challenge types a.test offered for domain ",
+                      " could be setup successfully. Please check the log for errors.") == {
+        "http-01", "tls-alpn-01", "dns-01"}

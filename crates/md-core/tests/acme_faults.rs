@@ -349,7 +349,7 @@ struct CountingResponder {
 }
 
 impl ChallengeResponder for CountingResponder {
-    fn setup(&self, _: &ChallengeSetup) -> Result<(), String> {
+    fn setup(&self, _: &ChallengeSetup) -> Result<(), md_core::acme::SetupError> {
         *self.setups.lock().unwrap() += 1;
         Ok(())
     }

@@ -417,14 +417,22 @@ pub enum OrderError {
         offered: String,
         /// Types we may use, space separated.
         available: String,
+        /// The last type this server could not answer, if one was offered.
+        tried: Option<String>,
     },
-    /// All candidate challenge setups failed.
-    #[error("setting up challenges for {domain} failed: {message}")]
+    /// The setup of an offered type failed (each failure is logged as it happens); the
+    /// C module's text, its word order included.
+    #[error(
+        "None of the offered challenge types {domain} offered for domain {offered} could be \
+         setup successfully. Please check the log for errors."
+    )]
     ChallengeSetup {
         /// Identifier value.
         domain: String,
-        /// Reasons.
-        message: String,
+        /// Types the CA offered, space separated.
+        offered: String,
+        /// The last type whose setup was attempted.
+        tried: String,
     },
     /// The order became `invalid`.
     #[error("order {url} is invalid{}", .problem.as_ref().map(|p| format!(": {p}")).unwrap_or_default())]
@@ -505,9 +513,10 @@ impl OrderError {
         match self {
             OrderError::Request(r) => r.apr_status(),
             OrderError::ChallengeMismatch { .. }
-            | OrderError::ChallengeSetup { .. }
             | OrderError::AuthorizationInvalid { .. }
             | OrderError::OrderInvalid { .. } => AprStatus::EINVAL,
+            // The C module records the failed setup's own status; ours are not APR codes.
+            OrderError::ChallengeSetup { .. } => AprStatus::EGENERAL,
             OrderError::Timeout { .. } => AprStatus::TIMEUP,
             OrderError::BadCertificate { .. }
             | OrderError::KeyMismatch { .. }

@@ -130,6 +130,14 @@ impl RenewError {
                 Some(format!("Contacting ACME server for {name} at {url}"))
             }
             RenewError::Account(_) => None,
+            RenewError::Order(OrderError::ChallengeSetup { tried, domain, .. })
+            | RenewError::Order(OrderError::ChallengeMismatch {
+                tried: Some(tried),
+                domain,
+                ..
+            }) => Some(format!(
+                "Setting up challenge '{tried}' for domain {domain}"
+            )),
             _ => Some(format!("Renewing {name}")),
         }
     }
@@ -928,6 +936,7 @@ mod tests {
             domain: "a".into(),
             offered: "x".into(),
             available: "y".into(),
+            tried: None,
         });
         assert_eq!(e.problem_type().as_deref(), Some("challenge-mismatch"));
         assert!(!RenewError::NoChallenge("none".into()).is_input_related());

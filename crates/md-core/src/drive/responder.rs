@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::acme::{ChallengeMaterial, ChallengeResponder, ChallengeSetup};
+use crate::acme::{ChallengeMaterial, ChallengeResponder, ChallengeSetup, SetupError};
 use crate::crypt::{make_tls_alpn01_cert, KeyType, PrivateKey};
 use crate::event::exec::run_command;
 use crate::log::{Level, LogSink};
@@ -96,6 +96,17 @@ impl StoreResponder<'_> {
         Ok(())
     }
 
+    /// Why this server cannot answer the challenge type at all, if so.
+    fn not_possible(&self, setup: &ChallengeSetup) -> Option<String> {
+        match &setup.material {
+            ChallengeMaterial::TlsAlpn01 { .. } => self.tls_alpn01_possible(&setup.domain).err(),
+            ChallengeMaterial::Dns01 { .. } if self.dns01_cmd.is_none() => {
+                Some("dns-01 needs the directive 'MDChallengeDns01'".into())
+            }
+            _ => None,
+        }
+    }
+
     fn run_dns01(&self, args: &[&str]) -> Result<(), String> {
         let cmd = self
             .dns01_cmd
@@ -114,8 +125,21 @@ impl StoreResponder<'_> {
 }
 
 impl ChallengeResponder for StoreResponder<'_> {
-    fn setup(&self, setup: &ChallengeSetup) -> Result<(), String> {
-        if let Err(e) = self.put_in_place(setup) {
+    fn setup(&self, setup: &ChallengeSetup) -> Result<(), SetupError> {
+        let result = match self.not_possible(setup) {
+            Some(why) => Err(SetupError::NotPossible(why)),
+            None => self
+                .put_in_place(setup)
+                .and_then(|()| match self.on_setup {
+                    Some(f) => f(&format!(
+                        "challenge-setup:{}:{}",
+                        setup.challenge_type, setup.domain
+                    )),
+                    None => Ok(()),
+                })
+                .map_err(SetupError::Failed),
+        };
+        if let Err(e) = &result {
             // The C module's words: the next offered type is tried.
             crate::md_log!(
                 *self.log,
@@ -127,15 +151,8 @@ impl ChallengeResponder for StoreResponder<'_> {
                 ct = setup.challenge_type,
                 d = setup.domain
             );
-            return Err(e);
         }
-        match self.on_setup {
-            Some(f) => f(&format!(
-                "challenge-setup:{}:{}",
-                setup.challenge_type, setup.domain
-            )),
-            None => Ok(()),
-        }
+        result
     }
 
     fn teardown(&self, setup: &ChallengeSetup) {
@@ -151,7 +168,6 @@ impl StoreResponder<'_> {
                 self.write(&dir, HTTP01_FILE, content.as_bytes(), 0o644)
             }
             ChallengeMaterial::TlsAlpn01 { .. } => {
-                self.tls_alpn01_possible(&setup.domain)?;
                 let dir = self.dir_for(&setup.domain)?;
                 for spec in &self.key_specs {
                     let kt = KeyType::from_spec(spec).map_err(|e| e.to_string())?;
@@ -274,10 +290,11 @@ mod tests {
             .setup(&setup_of(ChallengeType::TlsAlpn01, "a.test"))
             .unwrap_err();
         assert_eq!(
-            e,
+            e.to_string(),
             "a.test: protocol 'acme-tls/1' seems not enabled for this or any other associated \
              domain. Not attempting challenge type tls-alpn-01."
         );
+        assert!(matches!(e, SetupError::NotPossible(_)));
         assert!(!d.join("a.test").exists());
         r.acme_tls_1 = vec!["www.a.test".into()];
         r.setup(&setup_of(ChallengeType::TlsAlpn01, "a.test"))
@@ -341,9 +358,12 @@ mod tests {
             )
         );
         let r = responder(&d, None, 1);
-        assert!(r.setup(&s).unwrap_err().contains("MDChallengeDns01"));
+        assert_eq!(
+            r.setup(&s).unwrap_err(),
+            SetupError::NotPossible("dns-01 needs the directive 'MDChallengeDns01'".into())
+        );
         let r = responder(&d, Some("/bin/false".into()), 1);
-        assert!(r.setup(&s).is_err());
+        assert!(matches!(r.setup(&s), Err(SetupError::Failed(_))));
         std::fs::remove_dir_all(d).unwrap();
     }
 }
