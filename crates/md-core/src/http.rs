@@ -381,8 +381,9 @@ fn classify_reqwest(url: &str, e: reqwest::Error) -> HttpError {
 const ERR_LIB_SSL: i32 = 20;
 const SSL_R_CERTIFICATE_VERIFY_FAILED: i32 = 134;
 
-/// Classify by the types in the error chain (native-tls on OpenSSL passes the OpenSSL error
-/// stack through; the TCP connect failure is an `io::Error`).
+/// Classify by the types in the error chain, never by message text: native-tls on OpenSSL
+/// passes the OpenSSL error stack through; without one, reqwest's connect flag covers name
+/// lookup and TCP connect failures.
 fn connect_cause(e: &reqwest::Error) -> ConnectCause {
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = src {
