@@ -5,6 +5,7 @@
 //! ([`LazyHttpClient`]): inside httpd it runs a runtime thread, so it must only come to life in
 //! the child process after fork, never when configuration objects are created.
 
+use crate::apr::AprStatus;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -184,6 +185,8 @@ pub enum HttpError {
         url: String,
         /// What went wrong.
         message: String,
+        /// The kind of failure (from the transport's typed error chain).
+        cause: ConnectCause,
     },
     /// Connect or overall timeout.
     #[error("timeout talking to {url}")]
@@ -209,7 +212,37 @@ pub enum HttpError {
     },
 }
 
+/// Why a connection failed, in the classes the C module (through curl) tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectCause {
+    /// The host was not reached: unknown name, refused, unreachable.
+    NoConnection,
+    /// The server's TLS certificate was not trusted.
+    TlsVerify,
+    /// Another TLS handshake failure.
+    Tls,
+    /// Anything else (reset, protocol trouble).
+    Other,
+}
+
 impl HttpError {
+    /// The APR status the C module records for this failure (curl's code mapped by its
+    /// md_curl.c: resolve/connect failures ECONNREFUSED, handshake ECONNABORTED, timeouts
+    /// TIMEUP, the rest, certificate verification included, EGENERAL).
+    pub fn apr_status(&self) -> AprStatus {
+        match self {
+            HttpError::Connect { cause, .. } => match cause {
+                ConnectCause::NoConnection => AprStatus::ECONNREFUSED,
+                ConnectCause::Tls => AprStatus::ECONNABORTED,
+                ConnectCause::TlsVerify | ConnectCause::Other => AprStatus::EGENERAL,
+            },
+            HttpError::Timeout { .. } => AprStatus::TIMEUP,
+            HttpError::Setup(_) | HttpError::TooLarge { .. } | HttpError::Body { .. } => {
+                AprStatus::EGENERAL
+            }
+        }
+    }
+
     /// Whether trying again later may succeed (network trouble, yes; config or size, no).
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -339,7 +372,46 @@ fn classify_reqwest(url: &str, e: reqwest::Error) -> HttpError {
         HttpError::Connect {
             url: url.to_string(),
             message,
+            cause: connect_cause(&e),
         }
+    }
+}
+
+/// OpenSSL's ERR_LIB_SSL and SSL_R_CERTIFICATE_VERIFY_FAILED (stable numbers of its API).
+const ERR_LIB_SSL: i32 = 20;
+const SSL_R_CERTIFICATE_VERIFY_FAILED: i32 = 134;
+
+/// Classify by the types in the error chain, never by message text: native-tls on OpenSSL
+/// passes the OpenSSL error stack through; without one, reqwest's connect flag covers name
+/// lookup and TCP connect failures.
+fn connect_cause(e: &reqwest::Error) -> ConnectCause {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(stack) = s.downcast_ref::<openssl::error::ErrorStack>() {
+            return tls_cause(stack);
+        }
+        if let Some(ssl) = s.downcast_ref::<openssl::ssl::Error>() {
+            return ssl.ssl_error().map_or(ConnectCause::Tls, tls_cause);
+        }
+        src = s.source();
+    }
+    // No TLS error: the TCP connection (or the name lookup before it) failed, as curl's
+    // "could not resolve" and "could not connect".
+    if e.is_connect() {
+        ConnectCause::NoConnection
+    } else {
+        ConnectCause::Other
+    }
+}
+
+fn tls_cause(stack: &openssl::error::ErrorStack) -> ConnectCause {
+    let verify = stack.errors().iter().any(|x| {
+        x.library_code() == ERR_LIB_SSL && x.reason_code() == SSL_R_CERTIFICATE_VERIFY_FAILED
+    });
+    if verify {
+        ConnectCause::TlsVerify
+    } else {
+        ConnectCause::Tls
     }
 }
 
@@ -450,6 +522,99 @@ impl HttpClient for LazyHttpClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client() -> ReqwestClient {
+        ReqwestClient::new(&HttpConfig {
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+            ..HttpConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn status_of(url: &str) -> (Option<ConnectCause>, AprStatus) {
+        let e = client().execute(&HttpRequest::get(url)).unwrap_err();
+        let cause = match &e {
+            HttpError::Connect { cause, .. } => Some(*cause),
+            _ => None,
+        };
+        (cause, e.apr_status())
+    }
+
+    /// A port nobody listens on: curl's "could not connect", ECONNREFUSED in the C module.
+    #[test]
+    fn refused_connection_is_econnrefused() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let (cause, st) = status_of(&format!("https://127.0.0.1:{port}/dir"));
+        assert_eq!(cause, Some(ConnectCause::NoConnection));
+        assert_eq!((st.code(), st.description()), (111, "Connection refused"));
+    }
+
+    /// A TLS server whose certificate nobody trusts: certificate verification failed,
+    /// APR_EGENERAL in the C module (curl error 60).
+    #[test]
+    fn untrusted_certificate_is_egeneral() {
+        use openssl::asn1::Asn1Time;
+        use openssl::pkey::PKey;
+        use openssl::ssl::{SslAcceptor, SslMethod};
+        use openssl::x509::X509;
+        let key = PKey::from_ec_key(
+            openssl::ec::EcKey::generate(
+                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "untrusted").unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        let cert = b.build();
+        let mut acc = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+        acc.set_private_key(&key).unwrap();
+        acc.set_certificate(&cert).unwrap();
+        let acc = acc.build();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (sock, _) = l.accept().unwrap();
+            // The client aborts the handshake: an error here is expected.
+            let _ = acc.accept(sock);
+        });
+        let (cause, st) = status_of(&format!("https://127.0.0.1:{port}/dir"));
+        server.join().unwrap();
+        assert_eq!(cause, Some(ConnectCause::TlsVerify));
+        assert_eq!(
+            (st.code(), st.description()),
+            (20014, "Internal error (specific information not available)")
+        );
+    }
+
+    #[test]
+    fn transport_statuses() {
+        let t = HttpError::Timeout { url: "u".into() };
+        assert_eq!(t.apr_status(), AprStatus::TIMEUP);
+        let h = HttpError::Connect {
+            url: "u".into(),
+            message: "handshake".into(),
+            cause: ConnectCause::Tls,
+        };
+        assert_eq!(h.apr_status().code(), 103);
+    }
 
     #[test]
     fn link_header_parsing() {

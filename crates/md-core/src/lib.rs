@@ -10,6 +10,7 @@
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod acme;
+pub mod apr;
 pub mod config;
 pub mod crypt;
 pub mod drive;

@@ -349,7 +349,7 @@ struct CountingResponder {
 }
 
 impl ChallengeResponder for CountingResponder {
-    fn setup(&self, _: &ChallengeSetup) -> Result<(), String> {
+    fn setup(&self, _: &ChallengeSetup) -> Result<(), md_core::acme::SetupError> {
         *self.setups.lock().unwrap() += 1;
         Ok(())
     }
@@ -371,6 +371,7 @@ fn ca_dies_between_two_steps_of_an_order() {
             Err(HttpError::Connect {
                 url: req.url.clone(),
                 message: "connection refused".into(),
+                cause: md_core::http::ConnectCause::NoConnection,
             })
         })
     });

@@ -285,7 +285,7 @@ fn external_account_binding() {
             ..new_account_opts()
         },
     );
-    assert!(matches!(e.unwrap_err(), AccountError::Eab(_)));
+    assert!(matches!(e.unwrap_err(), AccountError::EabHmacInvalid));
 
     let good = EabCredentials {
         kid: "kid-1".into(),
@@ -403,7 +403,7 @@ fn unreachable_ca_names_the_url() {
 struct SilentResponder;
 
 impl md_core::acme::ChallengeResponder for SilentResponder {
-    fn setup(&self, _: &md_core::acme::ChallengeSetup) -> Result<(), String> {
+    fn setup(&self, _: &md_core::acme::ChallengeSetup) -> Result<(), md_core::acme::SetupError> {
         Ok(())
     }
     fn teardown(&self, _: &md_core::acme::ChallengeSetup) {}
@@ -463,8 +463,8 @@ fn account_key_created_by_c_mod_md_loads_and_signs() {
 struct FailingResponder;
 
 impl md_core::acme::ChallengeResponder for FailingResponder {
-    fn setup(&self, _: &md_core::acme::ChallengeSetup) -> Result<(), String> {
-        Err("killed".into())
+    fn setup(&self, _: &md_core::acme::ChallengeSetup) -> Result<(), md_core::acme::SetupError> {
+        Err(md_core::acme::SetupError::Failed("killed".into()))
     }
     fn teardown(&self, _: &md_core::acme::ChallengeSetup) {}
 }

@@ -164,8 +164,7 @@ impl AcmeClient {
             payload["termsOfServiceAgreed"] = true.into();
         }
         if let Some(eab) = &new.eab {
-            let mac = b64url_decode(&eab.hmac)
-                .ok_or_else(|| AccountError::Eab("hmac is not base64url".into()))?;
+            let mac = b64url_decode(&eab.hmac).ok_or(AccountError::EabHmacInvalid)?;
             payload["externalAccountBinding"] =
                 jws::sign_eab(key, &eab.kid, &mac, &dir.new_account)?;
         }

@@ -153,10 +153,22 @@ impl ChallengeSetup {
     }
 }
 
+/// Why a challenge was not set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// This server cannot answer the type at all (tls-alpn-01 without `acme-tls/1`, dns-01
+    /// without a command): as if it were not available (a mismatch when nothing else works).
+    #[error("{0}")]
+    NotPossible(String),
+    /// Setting it up failed (files, the dns-01 command, the challenge-setup event).
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Puts challenge material where the CA will look (files for httpd, TLS certs, DNS commands).
 pub trait ChallengeResponder {
     /// Make the material available. An error moves on to the next challenge type.
-    fn setup(&self, setup: &ChallengeSetup) -> Result<(), String>;
+    fn setup(&self, setup: &ChallengeSetup) -> Result<(), SetupError>;
     /// Remove it again (failures are the responder's to log).
     fn teardown(&self, setup: &ChallengeSetup);
 }
@@ -170,8 +182,8 @@ pub fn select_and_setup(
     responder: &dyn ChallengeResponder,
 ) -> Result<ChallengeSetup, OrderError> {
     let domain = &authz.identifier.value;
-    let mut failures = Vec::new();
-    let mut any_offered = false;
+    let mut tried = None;
+    let mut failed = false;
     for ct in preferences {
         let Some(ch) = authz
             .challenges
@@ -180,30 +192,39 @@ pub fn select_and_setup(
         else {
             continue;
         };
-        any_offered = true;
+        tried = Some(*ct);
         let setup = ChallengeSetup::prepare(*ct, domain, &ch.token, &ch.url, account_key)?;
         match responder.setup(&setup) {
             Ok(()) => return Ok(setup),
-            Err(e) => failures.push(format!("{ct}: {e}")),
+            Err(SetupError::Failed(_)) => failed = true,
+            Err(SetupError::NotPossible(_)) => {}
         }
+        // The responder logged why; the next offered type is tried.
     }
-    if !any_offered {
-        let names = |v: Vec<&str>| v.join(" ");
-        return Err(OrderError::ChallengeMismatch {
+    let names = |v: Vec<&str>| v.join(" ");
+    let offered = names(
+        authz
+            .challenges
+            .iter()
+            .map(|c| c.challenge_type.as_str())
+            .collect(),
+    );
+    let available = names(preferences.iter().map(|c| c.name()).collect());
+    // As the C module: a real setup failure is reported as such; types this server cannot
+    // answer count as not available.
+    let tried = tried.map(|t| t.name().to_string());
+    Err(match tried {
+        Some(tried) if failed => OrderError::ChallengeSetup {
             domain: domain.clone(),
-            offered: names(
-                authz
-                    .challenges
-                    .iter()
-                    .map(|c| c.challenge_type.as_str())
-                    .collect(),
-            ),
-            available: names(preferences.iter().map(|c| c.name()).collect()),
-        });
-    }
-    Err(OrderError::ChallengeSetup {
-        domain: domain.clone(),
-        message: failures.join("; "),
+            offered,
+            tried,
+        },
+        tried => OrderError::ChallengeMismatch {
+            domain: domain.clone(),
+            offered,
+            available,
+            tried,
+        },
     })
 }
 
@@ -218,10 +239,10 @@ mod tests {
         seen: RefCell<Vec<String>>,
     }
     impl ChallengeResponder for Rec {
-        fn setup(&self, s: &ChallengeSetup) -> Result<(), String> {
+        fn setup(&self, s: &ChallengeSetup) -> Result<(), SetupError> {
             self.seen.borrow_mut().push(s.record());
             if self.fail.contains(&s.challenge_type) {
-                Err("nope".into())
+                Err(SetupError::Failed("nope".into()))
             } else {
                 Ok(())
             }
@@ -278,6 +299,13 @@ mod tests {
         let e =
             select_and_setup(&authz(&["http-01"]), &[ChallengeType::Http01], &k, &r).unwrap_err();
         assert!(matches!(e, OrderError::ChallengeSetup { .. }));
+        assert!(!e.is_input_related());
+        // The C module's text, its word order included.
+        assert_eq!(
+            e.to_string(),
+            "None of the offered challenge types a.test offered for domain http-01 could be \
+             setup successfully. Please check the log for errors."
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::Problem;
+use crate::apr::AprStatus;
 use crate::crypt::CryptError;
 use crate::http::HttpError;
 
@@ -126,6 +127,24 @@ impl RequestError {
         }
     }
 
+    /// The APR status the C module records (its md_acme.c: the problem type's, or the HTTP
+    /// status's; transport failures as curl's).
+    pub fn apr_status(&self) -> AprStatus {
+        match self {
+            RequestError::Http(e) => e.apr_status(),
+            RequestError::Problem { problem, .. } => problem.apr_status(),
+            RequestError::Status { status, .. } => match status {
+                400 => AprStatus::EINVAL,
+                401 | 403 => AprStatus::EACCES,
+                404 => AprStatus::ENOENT,
+                _ => AprStatus::EGENERAL,
+            },
+            RequestError::BadResponse { .. }
+            | RequestError::NoNonce { .. }
+            | RequestError::Crypt(_) => AprStatus::EGENERAL,
+        }
+    }
+
     /// The CA rate-limits us.
     pub fn is_rate_limited(&self) -> bool {
         self.problem().is_some_and(Problem::is_rate_limited) || self.status() == Some(429)
@@ -157,10 +176,15 @@ impl RequestError {
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
     /// No connection to the CA.
+    /// The C module's words; the transport failure itself is the `source` (logged
+    /// separately, and its class is the job's status).
     #[error(
-        "Unsuccessful in contacting ACME server at {url}: {source}. Check network connectivity \
-         to the CA, any proxy, and the CA certificate settings (MDCACertificateFile); the CA may \
-         also be down for maintenance. Retrying later."
+        "Unsuccessful in contacting ACME server at <{url}>. If this problem persists, please \
+         check your network connectivity from your Apache server to the ACME server. Also, older \
+         servers might have trouble verifying the certificates of the ACME server. You can check \
+         if you are able to contact it manually via the curl command. Sometimes, the ACME server \
+         might be down for maintenance, so failing to contact it is not an immediate problem. \
+         Apache will continue retrying this."
     )]
     Unreachable {
         /// Directory URL.
@@ -239,6 +263,17 @@ impl DirectoryError {
             DirectoryError::AcmeV1 { .. } | DirectoryError::Unknown { .. }
         )
     }
+
+    /// The APR status the C module records.
+    pub fn apr_status(&self) -> AprStatus {
+        match self {
+            DirectoryError::Unreachable { source, .. }
+            | DirectoryError::BadResponse { source, .. } => source.apr_status(),
+            DirectoryError::Unavailable { .. } => AprStatus::EAGAIN,
+            DirectoryError::Status { .. } => AprStatus::EGENERAL,
+            DirectoryError::AcmeV1 { .. } | DirectoryError::Unknown { .. } => AprStatus::EINVAL,
+        }
+    }
 }
 
 /// Failures of account operations (RFC 8555 §7.3).
@@ -262,9 +297,9 @@ pub enum AccountError {
         /// Terms-of-service URL from the directory.
         tos: String,
     },
-    /// The External Account Binding is unusable (hmac not base64url).
-    #[error("external account binding: {0}")]
-    Eab(String),
+    /// The External Account Binding's HMAC is not base64url (the C module's words).
+    #[error("external account binding HMAC value is not valid base64")]
+    EabHmacInvalid,
     /// The CA returned no account URL (`Location`).
     #[error("the CA returned no account URL (Location header) for {url}")]
     NoLocation {
@@ -315,8 +350,30 @@ impl AccountError {
         match self {
             AccountError::Request(r) => r.is_input_related(),
             AccountError::NoContact | AccountError::AgreementRequired { .. } => true,
-            AccountError::Eab(_) => true,
+            AccountError::EabHmacInvalid => true,
             _ => false,
+        }
+    }
+
+    /// The APR status the C module records.
+    pub fn apr_status(&self) -> AprStatus {
+        match self {
+            AccountError::Request(r) => r.apr_status(),
+            AccountError::NoContact
+            | AccountError::AgreementRequired { .. }
+            | AccountError::EabHmacInvalid => AprStatus::EINVAL,
+            AccountError::NoLocation { .. }
+            | AccountError::NotValid { .. }
+            | AccountError::Crypt(_) => AprStatus::EGENERAL,
+        }
+    }
+
+    /// The problem type recorded for a failure the CA did not report (the C module's
+    /// `apache:` problems).
+    pub fn local_problem(&self) -> Option<&'static str> {
+        match self {
+            AccountError::EabHmacInvalid => Some("apache:eab-hmac-invalid"),
+            _ => None,
         }
     }
 
@@ -360,14 +417,22 @@ pub enum OrderError {
         offered: String,
         /// Types we may use, space separated.
         available: String,
+        /// The last type this server could not answer, if one was offered.
+        tried: Option<String>,
     },
-    /// All candidate challenge setups failed.
-    #[error("setting up challenges for {domain} failed: {message}")]
+    /// The setup of an offered type failed (each failure is logged as it happens); the
+    /// C module's text, its word order included.
+    #[error(
+        "None of the offered challenge types {domain} offered for domain {offered} could be \
+         setup successfully. Please check the log for errors."
+    )]
     ChallengeSetup {
         /// Identifier value.
         domain: String,
-        /// Reasons.
-        message: String,
+        /// Types the CA offered, space separated.
+        offered: String,
+        /// The last type whose setup was attempted.
+        tried: String,
     },
     /// The order became `invalid`.
     #[error("order {url} is invalid{}", .problem.as_ref().map(|p| format!(": {p}")).unwrap_or_default())]
@@ -439,6 +504,23 @@ impl OrderError {
             OrderError::Request(r) => r.is_input_related(),
             OrderError::ChallengeMismatch { .. } => true,
             _ => self.problem().is_some_and(Problem::is_input_related),
+        }
+    }
+
+    /// The APR status the C module records (challenge and validation failures are
+    /// EINVAL there).
+    pub fn apr_status(&self) -> AprStatus {
+        match self {
+            OrderError::Request(r) => r.apr_status(),
+            OrderError::ChallengeMismatch { .. }
+            | OrderError::AuthorizationInvalid { .. }
+            | OrderError::OrderInvalid { .. } => AprStatus::EINVAL,
+            // The C module records the failed setup's own status; ours are not APR codes.
+            OrderError::ChallengeSetup { .. } => AprStatus::EGENERAL,
+            OrderError::Timeout { .. } => AprStatus::TIMEUP,
+            OrderError::BadCertificate { .. }
+            | OrderError::KeyMismatch { .. }
+            | OrderError::Crypt(_) => AprStatus::EGENERAL,
         }
     }
 }

@@ -23,7 +23,7 @@ pub use ari::{parse_renewal_info, RenewalInfo};
 pub use chain::DownloadedCertificate;
 pub use challenge::{
     dns01_txt_value, key_authorization, select_and_setup, ChallengeMaterial, ChallengeResponder,
-    ChallengeSetup, ChallengeType,
+    ChallengeSetup, ChallengeType, SetupError,
 };
 pub use client::{
     parse_retry_after, AcmeClient, ClientOptions, PollPolicy, DEFAULT_BAD_NONCE_RETRIES,

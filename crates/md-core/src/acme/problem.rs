@@ -75,6 +75,32 @@ impl Problem {
         short(&self.problem_type)
     }
 
+    /// The APR status the C module gives this problem type (its table in md_acme.c; any
+    /// other type is APR_EGENERAL).
+    pub fn apr_status(&self) -> crate::apr::AprStatus {
+        use crate::apr::AprStatus as S;
+        const TABLE: &[(&str, S)] = &[
+            ("badCSR", S::EINVAL),
+            ("badNonce", S::EAGAIN),
+            ("badSignatureAlgorithm", S::EINVAL),
+            ("externalAccountRequired", S::EINVAL),
+            ("invalidContact", S::BADARG),
+            ("unsupportedContact", S::EGENERAL),
+            ("malformed", S::EINVAL),
+            ("rateLimited", S::BADARG),
+            ("rejectedIdentifier", S::BADARG),
+            ("serverInternal", S::EGENERAL),
+            ("unauthorized", S::EACCES),
+            ("unsupportedIdentifier", S::BADARG),
+            ("userActionRequired", S::EAGAIN),
+            ("badRevocationReason", S::EINVAL),
+        ];
+        TABLE
+            .iter()
+            .find(|(k, _)| self.kind().eq_ignore_ascii_case(k))
+            .map_or(S::EGENERAL, |(_, s)| *s)
+    }
+
     /// True for the given short ACME error name.
     pub fn is(&self, kind: &str) -> bool {
         self.kind() == kind

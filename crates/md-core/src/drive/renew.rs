@@ -15,6 +15,7 @@ use crate::acme::{
     AccountError, AccountKey, AcmeClient, CertificateRequest, ChallengeType, DirectoryError,
     EabCredentials, NewAccount, OrderError,
 };
+use crate::apr::AprStatus;
 use crate::config::values::Eab;
 use crate::crypt::{CryptError, KeyType, PrivateKey};
 use crate::event::Events;
@@ -109,7 +110,44 @@ impl RenewError {
         }
     }
 
+    /// The APR status recorded in job.json `last` (the C module's number for this failure).
+    pub fn apr_status(&self) -> AprStatus {
+        match self {
+            RenewError::NoChallenge(_) => AprStatus::EINVAL,
+            RenewError::Directory(e) => e.apr_status(),
+            RenewError::Account(e) => e.apr_status(),
+            RenewError::Order(e) => e.apr_status(),
+            RenewError::Store(_) | RenewError::Crypt(_) => AprStatus::EGENERAL,
+            RenewError::Stopping => AprStatus::EAGAIN,
+        }
+    }
+
+    /// What was going on, as the C module's `activity`: it names the CA contact when that
+    /// failed, and records none for account failures (observed: EAB, unauthorized).
+    fn activity(&self, name: &str) -> Option<String> {
+        match self {
+            RenewError::Directory(DirectoryError::Unreachable { url, .. }) => {
+                Some(format!("Contacting ACME server for {name} at {url}"))
+            }
+            RenewError::Account(_) => None,
+            RenewError::Order(OrderError::ChallengeSetup { tried, domain, .. })
+            | RenewError::Order(OrderError::ChallengeMismatch {
+                tried: Some(tried),
+                domain,
+                ..
+            }) => Some(format!(
+                "Setting up challenge '{tried}' for domain {domain}"
+            )),
+            _ => Some(format!("Renewing {name}")),
+        }
+    }
+
     fn problem_type(&self) -> Option<String> {
+        if let RenewError::Account(e) = self {
+            if let Some(p) = e.local_problem() {
+                return Some(p.into());
+            }
+        }
         let p = match self {
             RenewError::Account(e) => e.problem(),
             RenewError::Order(OrderError::ChallengeMismatch { .. }) => {
@@ -351,30 +389,41 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 let next = now + chrono_of(delay);
                 job.next_run = Some(next);
                 let detail = e.to_string();
-                let input = e.is_input_related();
+                let status = e.apr_status();
+                let activity = e.activity(name);
                 set_last(
                     &mut job,
                     &RunResult {
-                        status: if input { 22 } else { 11 },
-                        status_description: Some(
-                            if input {
-                                "Invalid argument"
-                            } else {
-                                "Resource temporarily unavailable"
-                            }
-                            .into(),
-                        ),
+                        status: status.code().into(),
+                        status_description: Some(status.description().into()),
                         problem: e.problem_type(),
                         detail: Some(detail.clone()),
-                        activity: Some(format!("Renewing {name}")),
+                        activity: activity.clone(),
                         ..Default::default()
                     },
                 );
                 log_entry(&mut job, now, "renewal-error", Some(&detail));
+                // The underlying failure (TLS, DNS, ...) is not in the C module's detail text:
+                // the admin sees it here.
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    if !detail.contains(&c.to_string()) {
+                        crate::md_log!(
+                            *self.log,
+                            Level::Warning,
+                            "md[{name}] while[{}]: {c}",
+                            activity.as_deref().unwrap_or("renewing")
+                        );
+                        break;
+                    }
+                    cause = c.source();
+                }
                 crate::md_log!(
                     *self.log,
                     Level::Err,
-                    "AH10056: processing {name}: {detail}"
+                    "({}){}: AH10056: processing {name}: {detail}",
+                    status.code(),
+                    status.description()
                 );
                 let _ = self.events.raise("errored", name, &mut job, now, self.log);
                 MdOutcome::Failed(next)
@@ -621,6 +670,8 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         let (account_id, acct) = self.account(md, &client, &ca_url)?;
 
         let responder = StoreResponder {
+            md_name: name.to_string(),
+            acme_tls_1: md.acme_tls_1.clone(),
             challenges_dir: self.root.join(Group::Challenges.dir()),
             key_specs: md.private_keys.clone(),
             dns01_cmd: md.env.dns01_cmd.clone(),
@@ -885,8 +936,57 @@ mod tests {
             domain: "a".into(),
             offered: "x".into(),
             available: "y".into(),
+            tried: None,
         });
         assert_eq!(e.problem_type().as_deref(), Some("challenge-mismatch"));
         assert!(!RenewError::NoChallenge("none".into()).is_input_related());
+    }
+
+    /// job.json `last` for failures the C module was observed with (status, problem, detail,
+    /// activity as its job.json).
+    #[test]
+    fn last_status_as_the_c_module() {
+        use crate::http::{ConnectCause, HttpError};
+        let refused = RenewError::Directory(DirectoryError::Unreachable {
+            url: "https://127.0.0.1:9/dir".into(),
+            source: HttpError::Connect {
+                url: "https://127.0.0.1:9/dir".into(),
+                message: "tcp connect error".into(),
+                cause: ConnectCause::NoConnection,
+            },
+        });
+        assert_eq!(refused.apr_status(), AprStatus::ECONNREFUSED);
+        assert_eq!(refused.problem_type(), None);
+        assert_eq!(
+            refused.activity("a.test").as_deref(),
+            Some("Contacting ACME server for a.test at https://127.0.0.1:9/dir")
+        );
+        assert!(refused.to_string().starts_with(
+            "Unsuccessful in contacting ACME server at <https://127.0.0.1:9/dir>. If this \
+             problem persists,"
+        ));
+        let eab = RenewError::Account(AccountError::EabHmacInvalid);
+        assert_eq!(eab.apr_status(), AprStatus::EINVAL);
+        assert_eq!(eab.activity("a.test"), None);
+        assert_eq!(
+            eab.problem_type().as_deref(),
+            Some("apache:eab-hmac-invalid")
+        );
+        assert_eq!(
+            eab.to_string(),
+            "external account binding HMAC value is not valid base64"
+        );
+        let unauthorized =
+            RenewError::Account(AccountError::Request(crate::acme::RequestError::Problem {
+                url: "u".into(),
+                status: 401,
+                problem: Box::new(crate::acme::Problem {
+                    problem_type: "urn:ietf:params:acme:error:unauthorized".into(),
+                    ..Default::default()
+                }),
+                retry_after: None,
+            }));
+        assert_eq!(unauthorized.apr_status(), AprStatus::EACCES);
+        assert_eq!(AprStatus::EACCES.description(), "Permission denied");
     }
 }

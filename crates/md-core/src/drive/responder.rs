@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::acme::{ChallengeMaterial, ChallengeResponder, ChallengeSetup};
+use crate::acme::{ChallengeMaterial, ChallengeResponder, ChallengeSetup, SetupError};
 use crate::crypt::{make_tls_alpn01_cert, KeyType, PrivateKey};
 use crate::event::exec::run_command;
 use crate::log::{Level, LogSink};
@@ -20,6 +20,11 @@ pub type SetupHook<'a> = dyn Fn(&str) -> Result<(), String> + Sync + 'a;
 
 /// Challenge responder writing into the store's `challenges/` group.
 pub struct StoreResponder<'a> {
+    /// The MD's name (for the log lines).
+    pub md_name: String,
+    /// The MD's domains whose SSL vhost has `acme-tls/1` in `Protocols`: tls-alpn-01 cannot
+    /// be answered when there is none, whatever MDCAChallenges says (the C module's rule).
+    pub acme_tls_1: Vec<String>,
     /// The `challenges/` directory.
     pub challenges_dir: PathBuf,
     /// Key specs of the MD: one tls-alpn-01 certificate per spec, so that the challenge
@@ -67,6 +72,41 @@ impl StoreResponder<'_> {
         res.map_err(|e| format!("writing {}/{name}: {e}", dir.display()))
     }
 
+    /// tls-alpn-01 needs a vhost speaking `acme-tls/1`. For a domain without one, but with
+    /// other domains of the MD having it, the C module still tries ("fingers crossed": the
+    /// CA may reach the same server under the other name's vhost).
+    fn tls_alpn01_possible(&self, domain: &str) -> Result<(), String> {
+        if self.acme_tls_1.iter().any(|d| d == domain) {
+            return Ok(());
+        }
+        if self.acme_tls_1.is_empty() {
+            let msg = format!(
+                "{domain}: protocol 'acme-tls/1' seems not enabled for this or any other \
+                 associated domain. Not attempting challenge type tls-alpn-01."
+            );
+            crate::md_log!(*self.log, Level::Info, "{msg}");
+            return Err(msg);
+        }
+        crate::md_log!(
+            *self.log,
+            Level::Info,
+            "{domain}: protocol 'acme-tls/1' seems not enabled for this domain, but is \
+             enabled for other associated domains. Continuing with fingers crossed."
+        );
+        Ok(())
+    }
+
+    /// Why this server cannot answer the challenge type at all, if so.
+    fn not_possible(&self, setup: &ChallengeSetup) -> Option<String> {
+        match &setup.material {
+            ChallengeMaterial::TlsAlpn01 { .. } => self.tls_alpn01_possible(&setup.domain).err(),
+            ChallengeMaterial::Dns01 { .. } if self.dns01_cmd.is_none() => {
+                Some("dns-01 needs the directive 'MDChallengeDns01'".into())
+            }
+            _ => None,
+        }
+    }
+
     fn run_dns01(&self, args: &[&str]) -> Result<(), String> {
         let cmd = self
             .dns01_cmd
@@ -85,15 +125,34 @@ impl StoreResponder<'_> {
 }
 
 impl ChallengeResponder for StoreResponder<'_> {
-    fn setup(&self, setup: &ChallengeSetup) -> Result<(), String> {
-        self.put_in_place(setup)?;
-        match self.on_setup {
-            Some(f) => f(&format!(
-                "challenge-setup:{}:{}",
-                setup.challenge_type, setup.domain
-            )),
-            None => Ok(()),
+    fn setup(&self, setup: &ChallengeSetup) -> Result<(), SetupError> {
+        let result = match self.not_possible(setup) {
+            Some(why) => Err(SetupError::NotPossible(why)),
+            None => self
+                .put_in_place(setup)
+                .and_then(|()| match self.on_setup {
+                    Some(f) => f(&format!(
+                        "challenge-setup:{}:{}",
+                        setup.challenge_type, setup.domain
+                    )),
+                    None => Ok(()),
+                })
+                .map_err(SetupError::Failed),
+        };
+        if let Err(e) = &result {
+            // The C module's words: the next offered type is tried.
+            crate::md_log!(
+                *self.log,
+                Level::Info,
+                "{e}: md[{md}] while[Setting up challenge '{ct}' for domain {d}] \
+                 detail[error setting up challenge '{ct}' for {d}, for domain {d}, looking \
+                 for other option]",
+                md = self.md_name,
+                ct = setup.challenge_type,
+                d = setup.domain
+            );
         }
+        result
     }
 
     fn teardown(&self, setup: &ChallengeSetup) {
@@ -177,6 +236,8 @@ mod tests {
 
     fn responder(dir: &Path, cmd: Option<String>, version: u8) -> StoreResponder<'static> {
         StoreResponder {
+            md_name: "a.test".into(),
+            acme_tls_1: vec!["a.test".into()],
             challenges_dir: dir.to_path_buf(),
             key_specs: vec![
                 KeySpec::Ec {
@@ -214,6 +275,34 @@ mod tests {
         r.teardown(&s);
         assert!(!d.join("a.test").exists());
         assert!(r.setup(&setup_of(ChallengeType::Http01, "../x")).is_err());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// The C module's rule, also for an explicit MDCAChallenges list: no `acme-tls/1` for any
+    /// domain of the MD refuses the setup (the next type is tried); `acme-tls/1` on another
+    /// domain of the MD lets it go ahead.
+    #[test]
+    fn tls_alpn01_needs_acme_tls_1_on_some_domain() {
+        let d = tmp("p");
+        let mut r = responder(&d, None, 1);
+        r.acme_tls_1 = Vec::new();
+        let e = r
+            .setup(&setup_of(ChallengeType::TlsAlpn01, "a.test"))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a.test: protocol 'acme-tls/1' seems not enabled for this or any other associated \
+             domain. Not attempting challenge type tls-alpn-01."
+        );
+        assert!(matches!(e, SetupError::NotPossible(_)));
+        assert!(!d.join("a.test").exists());
+        r.acme_tls_1 = vec!["www.a.test".into()];
+        r.setup(&setup_of(ChallengeType::TlsAlpn01, "a.test"))
+            .unwrap();
+        assert!(d
+            .join("a.test")
+            .join("acme-tls-alpn-01-pubcert.pem")
+            .exists());
         std::fs::remove_dir_all(d).unwrap();
     }
 
@@ -269,9 +358,12 @@ mod tests {
             )
         );
         let r = responder(&d, None, 1);
-        assert!(r.setup(&s).unwrap_err().contains("MDChallengeDns01"));
+        assert_eq!(
+            r.setup(&s).unwrap_err(),
+            SetupError::NotPossible("dns-01 needs the directive 'MDChallengeDns01'".into())
+        );
         let r = responder(&d, Some("/bin/false".into()), 1);
-        assert!(r.setup(&s).is_err());
+        assert!(matches!(r.setup(&s), Err(SetupError::Failed(_))));
         std::fs::remove_dir_all(d).unwrap();
     }
 }

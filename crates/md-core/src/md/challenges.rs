@@ -42,8 +42,11 @@ pub struct ChallengeSupport {
 }
 
 /// The challenge types to try, in order. An explicit MDCAChallenges list is used as given (no
-/// reachability filtering, as in the C module); the automatic list drops what cannot work, and
-/// when nothing is left the error explains each removal in the C module's words.
+/// reachability filtering, as in the C module: it is the admin's word that the CA gets
+/// through); what the server cannot answer at all (tls-alpn-01 without `acme-tls/1`, dns-01
+/// without a command) is refused per domain at setup, and the next type is tried
+/// (drive::responder). The automatic list drops what cannot work, and when nothing is left
+/// the error explains each removal in the C module's words.
 pub fn candidates(configured: &[String], support: ChallengeSupport) -> Result<Vec<String>, String> {
     if !configured.is_empty() {
         return Ok(configured.to_vec());

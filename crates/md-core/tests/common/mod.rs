@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use md_core::acme::{ChallengeMaterial, ChallengeResponder, ChallengeSetup};
+use md_core::acme::{ChallengeMaterial, ChallengeResponder, ChallengeSetup, SetupError};
 use md_core::crypt::{Certificate, EcCurve, KeyType, PrivateKey};
 use md_core::http::{HttpClient, HttpConfig, HttpRequest, ReqwestClient};
 use openssl::asn1::{Asn1Integer, Asn1Time};
@@ -331,7 +331,7 @@ pub struct TestResponder<'a> {
 }
 
 impl ChallengeResponder for TestResponder<'_> {
-    fn setup(&self, s: &ChallengeSetup) -> Result<(), String> {
+    fn setup(&self, s: &ChallengeSetup) -> Result<(), SetupError> {
         match &s.material {
             ChallengeMaterial::Http01 { content } => {
                 self.pebble
@@ -346,10 +346,12 @@ impl ChallengeResponder for TestResponder<'_> {
                 m.insert(s.domain.clone(), (cert.clone(), key.clone()));
             }
             ChallengeMaterial::Dns01 { record_name, value } => {
-                self.pebble.challtestsrv_post(
-                    "/set-txt",
-                    serde_json::json!({"host": format!("{record_name}."), "value": value}),
-                )?;
+                self.pebble
+                    .challtestsrv_post(
+                        "/set-txt",
+                        serde_json::json!({"host": format!("{record_name}."), "value": value}),
+                    )
+                    .map_err(SetupError::Failed)?;
             }
         }
         self.setups.lock().unwrap().push(s.record());
