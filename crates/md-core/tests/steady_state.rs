@@ -55,6 +55,25 @@ fn md_lock_is_exclusive_and_a_never_made_lock_is_free() {
 }
 
 #[test]
+fn a_planted_fifo_is_no_lock_and_blocks_nobody() {
+    let t = TempDir::new("md-steady");
+    let st = open(t.path());
+    st.save_job(Group::Staging, "a.org", &JobRecord::default())
+        .unwrap();
+    let locks = t.path().join("staging/.locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(locks.join("a.org"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // the parent's open with recovery neither hangs nor fails; the MD counts as busy
+    drop(open(t.path()));
+    assert!(st.lock_md("a.org", false).unwrap().is_none());
+    assert!(st.lock_md("a.org", true).unwrap().is_none());
+}
+
+#[test]
 fn a_late_write_never_recreates_a_purged_staging_dir() {
     let t = TempDir::new("md-steady");
     let st = open(t.path());

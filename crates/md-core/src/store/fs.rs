@@ -376,8 +376,10 @@ impl Store for FsStore {
         let dir = self.group_dir(Group::Staging).join(LOCKS);
         let path = dir.join(name);
         let mut opts = std::fs::OpenOptions::new();
-        opts.read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        // The dir belongs to the child's user: root follows no link there, and NONBLOCK keeps
+        // a FIFO planted there from blocking the parent's open.
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+        opts.read(true).custom_flags(flags.bits() as i32);
         if create {
             self.vfs.mkdir(&dir, 0o755, true)?;
             opts.write(true).create(true).truncate(false).mode(0o644);
@@ -395,6 +397,11 @@ impl Store for FsStore {
                 })
             }
         };
+        // Anything but a regular file is not a lock we made: count it as held, so the MD is
+        // left alone (and never fails the store's open).
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Ok(None);
+        }
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(Some(MdLock { _file: Some(file) })),
             Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
