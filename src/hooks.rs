@@ -368,6 +368,11 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
         let map = state.config.global.port_map.unwrap_or_default();
         // SAFETY: ap_listeners is httpd's list of listeners, set up before post_config.
         let reach = Reachability::from_listeners(&unsafe { listen_ports() }, map);
+        let support_of = |md: &ManagedDomain| ChallengeSupport {
+            reach,
+            acme_tls_1: !md.acme_tls_1.is_empty(),
+            dns01_cmd: md.env.dns01_cmd.is_some(),
+        };
         for (md, vs) in state.mds.iter_mut().zip(&linked.md_vhosts) {
             md.acme_tls_1 = vhosts::acme_tls_1_domains(md, vs, &vhosts);
             log_s!(
@@ -382,12 +387,7 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             if md.renew_mode == RenewMode::Manual {
                 continue;
             }
-            let support = ChallengeSupport {
-                reach,
-                acme_tls_1: !md.acme_tls_1.is_empty(),
-                dns01_cmd: md.env.dns01_cmd.is_some(),
-            };
-            if let Err(why) = challenges::candidates(&md.ca_challenges, support) {
+            if let Err(why) = challenges::candidates(&md.ca_challenges, support_of(md)) {
                 log_s!(s, Level::Err, "AH10173: md[{}]: {why}", md.name);
             }
         }
@@ -408,11 +408,7 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             .filter(|(_, snap)| snap.watched)
             .map(|(md, snap)| watchdog::WatchedMd {
                 md: md.clone(),
-                support: ChallengeSupport {
-                    reach,
-                    acme_tls_1: !md.acme_tls_1.is_empty(),
-                    dns01_cmd: md.env.dns01_cmd.is_some(),
-                },
+                support: support_of(md),
                 active: std::sync::Mutex::new(ActiveCerts::from_snapshot(snap)),
             })
             .collect();

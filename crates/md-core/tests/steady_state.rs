@@ -472,3 +472,28 @@ fn the_renewed_command_runs_without_the_md_lock() {
     assert!(job.notified_renewed, "the command got the lock: {job:?}");
     assert!(lock.exists(), "the check before it took the lock");
 }
+
+#[test]
+fn a_stopping_child_starts_no_renewal() {
+    // An old generation's child after a graceful restart: the new one takes over.
+    let m = unreachable_md(Timeslice::Duration(std::time::Duration::from_secs(
+        100 * 86400,
+    )));
+    let d = Driver::new(&m);
+    let log = NullSink;
+    let mut r = Renewer::new(
+        &d.store,
+        d.root.clone(),
+        &log,
+        RenewSettings::default(),
+        no_events(),
+    );
+    r.stopping = &|| true;
+    let now = Utc::now();
+    let mut active = d.picture(&m);
+    assert_eq!(
+        r.run_md(&m, SUPPORT, &mut active, now),
+        MdOutcome::Idle(Some(now))
+    );
+    assert!(d.job().is_none(), "no attempt recorded, no error counted");
+}
