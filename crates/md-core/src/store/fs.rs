@@ -1,11 +1,10 @@
 //! [`FsStore`]: the [`Store`] on a directory, in the C module's layout and permissions.
 
 use std::fs;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::meta::{HttpdReachability, StoreMeta, STORE_VERSION};
-use super::vfs::{parent_dir, read_opt, FaultPlan, Vfs};
+use super::vfs::{parent_dir, FaultPlan, Vfs};
 use super::{files, FileKind, Group, MdLock, OpenError, Store, StoreError};
 
 const STORE_JSON: &str = "md_store.json";
@@ -72,6 +71,7 @@ impl FsStore {
         let vfs = Vfs {
             faults: opts.faults.clone(),
             owner: opts.child_owner,
+            root: Some(root.clone()),
         };
         if !opts.as_child && !root.is_dir() {
             // created private, opened up once it exists (C module does the same)
@@ -79,7 +79,7 @@ impl FsStore {
             vfs.set_mode(&root, 0o755, false)?;
         }
         let meta_path = root.join(STORE_JSON);
-        let mut text = read_opt(&meta_path)?;
+        let mut text = vfs.read(&meta_path)?;
         if text.is_none() && !opts.as_child {
             let m = StoreMeta::generate().map_err(|detail| StoreError::Crypto {
                 path: meta_path.display().to_string(),
@@ -87,7 +87,7 @@ impl FsStore {
             })?;
             // if another server created it in the meantime, theirs is the one
             vfs.write_new(&meta_path, &m.to_json(), 0o600)?;
-            text = read_opt(&meta_path)?;
+            text = vfs.read(&meta_path)?;
         }
         let Some(text) = text else {
             return Err(StoreError::Io {
@@ -128,7 +128,7 @@ impl FsStore {
             store.migrate()?;
         }
         // an unreadable httpd.json only costs a recomputation: drop it quietly (2.5.1)
-        if let Some(text) = read_opt(&store.root.join(HTTPD_JSON))? {
+        if let Some(text) = store.vfs.read(&store.root.join(HTTPD_JSON))? {
             if HttpdReachability::parse(&text).is_none() {
                 store.vfs.remove_file(&store.root.join(HTTPD_JSON))?;
             }
@@ -214,9 +214,9 @@ impl FsStore {
                 if old_key.exists() && !d.join("privkey.pem").exists() {
                     self.vfs.rename(&old_key, &d.join("privkey.pem"))?;
                 }
-                if let Some(cert) = read_opt(&d.join("cert.pem"))? {
+                if let Some(cert) = self.vfs.read(&d.join("cert.pem"))? {
                     let mut pem = cert;
-                    if let Some(chain) = read_opt(&d.join("chain.pem"))? {
+                    if let Some(chain) = self.vfs.read(&d.join("chain.pem"))? {
                         if !pem.ends_with(b"\n") {
                             pem.push(b'\n');
                         }
@@ -245,13 +245,12 @@ impl FsStore {
     /// that does not belong to it.
     fn finish_pair(&self, marker: &Path) -> Result<(), StoreError> {
         let dir = parent_dir(marker);
-        let key_file =
-            String::from_utf8_lossy(&fs::read(marker).map_err(|source| StoreError::Io {
-                op: "read",
-                path: marker.to_path_buf(),
-                source,
-            })?)
-            .into_owned();
+        let marker_data = self.vfs.read(marker)?.ok_or_else(|| StoreError::Io {
+            op: "read",
+            path: marker.to_path_buf(),
+            source: std::io::ErrorKind::NotFound.into(),
+        })?;
+        let key_file = String::from_utf8_lossy(&marker_data).into_owned();
         valid_name(&key_file)?;
         let cert_name = marker
             .file_name()
@@ -327,7 +326,7 @@ impl Store for FsStore {
     }
 
     fn load(&self, group: Group, name: &str, file: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        read_opt(&self.file(group, name, file)?)
+        self.vfs.read(&self.file(group, name, file)?)
     }
 
     fn save(
@@ -375,20 +374,18 @@ impl Store for FsStore {
         valid_name(name)?;
         let dir = self.group_dir(Group::Staging).join(LOCKS);
         let path = dir.join(name);
-        let mut opts = std::fs::OpenOptions::new();
-        // The dir belongs to the child's user: root follows no link there, and NONBLOCK keeps
-        // a FIFO planted there from blocking the parent's open.
-        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-        opts.read(true).custom_flags(flags.bits() as i32);
         if create {
             self.vfs.mkdir(&dir, 0o755, true)?;
-            opts.write(true).create(true).truncate(false).mode(0o644);
         }
-        let file = match opts.open(&path) {
+        // The dir belongs to the child's user: root follows no link there, and NONBLOCK keeps
+        // a FIFO planted there from blocking the parent's open.
+        let file = match self.vfs.open_lock(&path, create) {
             Ok(f) => f,
             Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Some(MdLock { _file: None }))
             }
+            // .locks replaced by a link or a file: not a lock we made, count it as held
+            Err(_) if !create => return Ok(None),
             Err(source) => {
                 return Err(StoreError::Io {
                     op: "lock",
@@ -496,7 +493,7 @@ impl Store for FsStore {
             .vfs
             .write_tmp(&cn, cert_pem, FileKind::Cert.mode(group), own)
         {
-            let _ = fs::remove_file(&kn);
+            self.vfs.discard(&kn);
             return Err(e);
         }
         // Commit point: the marker names the key that belongs to the certificate. Before it
@@ -507,8 +504,8 @@ impl Store for FsStore {
             .write_atomic(&marker, key_file.as_bytes(), 0o600, own)
         {
             if !self.vfs.is_crashed() {
-                let _ = fs::remove_file(&kn);
-                let _ = fs::remove_file(&cn);
+                self.vfs.discard(&kn);
+                self.vfs.discard(&cn);
             }
             return Err(e);
         }
@@ -580,7 +577,10 @@ impl Store for FsStore {
     }
 
     fn load_reachability(&self) -> Result<Option<HttpdReachability>, StoreError> {
-        Ok(read_opt(&self.root.join(HTTPD_JSON))?.and_then(|t| HttpdReachability::parse(&t)))
+        Ok(self
+            .vfs
+            .read(&self.root.join(HTTPD_JSON))?
+            .and_then(|t| HttpdReachability::parse(&t)))
     }
 
     fn save_reachability(&self, r: HttpdReachability) -> Result<(), StoreError> {
