@@ -482,7 +482,16 @@ pub unsafe extern "C" fn md_rs_add_cert_files(
         let Some(md) = state.md_of_server(s as usize) else {
             return DECLINED;
         };
-        let files = md_core::serve::cert_files(md, &state.store_dir);
+        let (files, problems) = md_core::serve::cert_files(md, &state.store_dir);
+        for p in &problems {
+            log_s!(
+                s,
+                Level::Err,
+                "MD {}: certificate not used, it cannot be loaded: {p}. Serving the others or \
+                 the fallback; a new certificate is ordered",
+                md.name
+            );
+        }
         if files.is_empty() {
             return DECLINED;
         }

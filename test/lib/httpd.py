@@ -293,6 +293,8 @@ class HttpdServer:
     def start(self, timeout: float = 20) -> StartResult:
         """Start httpd in the foreground (background process) and wait for the verdict."""
         assert self.proc is None, "already started"
+        # a restart appends to the same error log: only this start's lines count
+        base = len(self.error_log())
         self._out_fh = open(self.output_path, "wb")
         self.proc = subprocess.Popen(self._cmd("-D", "FOREGROUND"), stdout=self._out_fh,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -303,7 +305,7 @@ class HttpdServer:
             if rc is not None:
                 return StartResult(False, rc, self.error_log(), self.output())
             log = self.error_log()
-            if STARTED_MARKER in log and port_listening(self.http_port):
+            if STARTED_MARKER in log[base:] and port_listening(self.http_port):
                 return StartResult(True, None, log, self.output())
             if time.monotonic() > deadline:
                 return StartResult(False, None, log, self.output(), timed_out=True)

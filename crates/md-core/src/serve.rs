@@ -18,27 +18,39 @@ pub const HSTS_VALUE: &str = "max-age=15768000";
 
 /// The certificate and key files mod_ssl should use for `md`, as (cert, key) pairs: its static
 /// files, else per key spec `domains/<md>/pubcert[.spec].pem` and `privkey[.spec].pem` where
-/// both exist.
-pub fn cert_files(md: &ManagedDomain, store_dir: &Path) -> Vec<(String, String)> {
+/// both exist and load as a matching pair.
+///
+/// A damaged pair in the store (truncated, garbled, key and certificate not matching) is left
+/// out and reported in the second list: handed to mod_ssl it would stop httpd from starting
+/// (as with the C module), while without it the MD gets its fallback (or its other key
+/// specs) and, since the parent's snapshot finds no certificate either, a new one is ordered.
+/// The damaged files stay until the next activation archives them. Static files are the
+/// admin's own and are handed over as configured.
+pub fn cert_files(md: &ManagedDomain, store_dir: &Path) -> (Vec<(String, String)>, Vec<String>) {
     if !md.cert_files.is_empty() {
-        return md
+        let files = md
             .cert_files
             .iter()
             .cloned()
             .zip(md.pkey_files.iter().cloned())
             .collect();
+        return (files, Vec::new());
     }
     let dir = store_dir.join("domains").join(&md.name);
-    md.private_keys
-        .iter()
-        .filter_map(|spec| {
-            let sfx = spec.file_suffix();
-            let cert = dir.join(format!("pubcert{sfx}.pem"));
-            let key = dir.join(format!("privkey{sfx}.pem"));
-            (cert.is_file() && key.is_file())
-                .then(|| (cert.display().to_string(), key.display().to_string()))
-        })
-        .collect()
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for spec in &md.private_keys {
+        let cert = dir.join(crate::store::files::pubcert(spec));
+        let key = dir.join(crate::store::files::privkey(spec));
+        if !(cert.is_file() && key.is_file()) {
+            continue;
+        }
+        match crate::crypt::load_matching_pair(&cert, &key) {
+            Ok(_) => files.push((cert.display().to_string(), key.display().to_string())),
+            Err(e) => problems.push(e),
+        }
+    }
+    (files, problems)
 }
 
 /// The ALPN protocol of tls-alpn-01 (RFC 8737).
@@ -306,23 +318,38 @@ mod tests {
     }
 
     #[test]
-    fn cert_files_per_key_spec_skip_missing() {
+    fn cert_files_per_key_spec_skip_missing_and_damaged() {
+        use crate::crypt::{make_fallback_cert, EcCurve, KeyType, PrivateKey};
         let dir = tmpdir("cf");
         let list = mds(&["MDPrivateKeys rsa2048 secp384r1", "MDomain a.org"]);
-        assert!(cert_files(&list[0], &dir).is_empty());
+        assert_eq!(cert_files(&list[0], &dir), (vec![], vec![]));
         let d = dir.join("domains").join("a.org");
         std::fs::create_dir_all(&d).unwrap();
-        for f in [
-            "pubcert.secp384r1.pem",
-            "privkey.secp384r1.pem",
-            "pubcert.pem",
-        ] {
-            std::fs::write(d.join(f), "x").unwrap();
-        }
-        let files = cert_files(&list[0], &dir);
+        let key = PrivateKey::generate(KeyType::Ec(EcCurve::P384)).unwrap();
+        let cert = make_fallback_cert(&list[0].domains, &key).unwrap();
+        std::fs::write(d.join("pubcert.secp384r1.pem"), cert.to_pem().unwrap()).unwrap();
+        std::fs::write(d.join("privkey.secp384r1.pem"), key.to_pem().unwrap()).unwrap();
+        std::fs::write(d.join("pubcert.pem"), "x").unwrap();
+        let (files, problems) = cert_files(&list[0], &dir);
         assert_eq!(files.len(), 1, "rsa has no key: skipped");
+        assert!(problems.is_empty(), "{problems:?}");
         assert!(files[0].0.ends_with("a.org/pubcert.secp384r1.pem"));
         assert!(files[0].1.ends_with("a.org/privkey.secp384r1.pem"));
+        // truncated certificate, and a key of another pair: left out, each reported by file
+        let pem = cert.to_pem().unwrap();
+        std::fs::write(d.join("pubcert.secp384r1.pem"), &pem[..pem.len() / 2]).unwrap();
+        let other = PrivateKey::generate(KeyType::Ec(EcCurve::P384)).unwrap();
+        std::fs::write(d.join("pubcert.pem"), cert.to_pem().unwrap()).unwrap();
+        std::fs::write(d.join("privkey.pem"), other.to_pem().unwrap()).unwrap();
+        let (files, problems) = cert_files(&list[0], &dir);
+        assert!(files.is_empty(), "{files:?}");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("a.org/pubcert.pem: the certificate does not belong"));
+        assert!(
+            problems[1]
+                .contains("a.org/pubcert.secp384r1.pem: not a readable PEM certificate chain"),
+            "{problems:?}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -34,6 +34,45 @@ pub enum CryptError {
     OpenSsl(#[from] openssl::error::ErrorStack),
 }
 
+/// Read and check an active certificate/key pair as mod_ssl will load it: every PEM block of
+/// the chain parses, the key parses (unencrypted) and belongs to the leaf. The error names the
+/// file and what is wrong, for the admin.
+pub fn load_matching_pair(
+    cert_path: &std::path::Path,
+    key_path: &std::path::Path,
+) -> Result<(CertificateChain, PrivateKey), String> {
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    // OpenSSL's full error stack is a screen long: the last reason says enough.
+    let brief = |p: &std::path::Path, what: &str, e: &openssl::error::ErrorStack| {
+        let reason = e
+            .errors()
+            .iter()
+            .rev()
+            .find_map(|e| e.reason())
+            .unwrap_or("no data");
+        format!("{}: not a readable {what} ({reason})", p.display())
+    };
+    let certs = openssl::x509::X509::stack_from_pem(&read(cert_path)?)
+        .map_err(|e| brief(cert_path, "PEM certificate chain", &e))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in it", cert_path.display()));
+    }
+    let chain = CertificateChain {
+        certs: certs.into_iter().map(Certificate::from_x509).collect(),
+    };
+    let pkey = openssl::pkey::PKey::private_key_from_pem(&read(key_path)?)
+        .map_err(|e| brief(key_path, "PEM private key", &e))?;
+    let key = PrivateKey::from_pkey(pkey).map_err(|e| format!("{}: {e}", key_path.display()))?;
+    if !chain.leaf().matches_key(&key) {
+        return Err(format!(
+            "{}: the certificate does not belong to the key in {}",
+            cert_path.display(),
+            key_path.display()
+        ));
+    }
+    Ok((chain, key))
+}
+
 /// base64url without padding (RFC 8555 §6.1, RFC 7515 §2).
 pub fn b64url(data: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)

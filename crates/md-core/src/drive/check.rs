@@ -140,6 +140,7 @@ mod tests {
         let d = dir.join("domains").join(&m.name);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("pubcert.pem"), cert.to_pem().unwrap()).unwrap();
+        std::fs::write(d.join("privkey.pem"), key.to_pem().unwrap()).unwrap();
     }
 
     #[test]

@@ -134,11 +134,14 @@ impl MdSnapshot {
             md.private_keys
                 .iter()
                 .map(|spec| {
-                    let path = domains_dir.join(files::pubcert(spec));
-                    (
-                        spec.name().to_string(),
-                        CertFacts::from_file(&path, &md.domains),
+                    // a pair mod_ssl cannot load is no certificate (see serve::cert_files)
+                    let facts = crate::crypt::load_matching_pair(
+                        &domains_dir.join(files::pubcert(spec)),
+                        &domains_dir.join(files::privkey(spec)),
                     )
+                    .ok()
+                    .and_then(|(chain, _)| CertFacts::of(chain.leaf(), &md.domains).ok());
+                    (spec.name().to_string(), facts)
                 })
                 .collect()
         } else {
@@ -292,6 +295,15 @@ mod tests {
         make_fallback_cert(&names, &key).unwrap().to_pem().unwrap()
     }
 
+    /// `pubcert<sfx>.pem` and `privkey<sfx>.pem` of a new pair for `names` in `d`.
+    fn put_pair(d: &std::path::Path, sfx: &str, names: &[&str]) {
+        let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let cert = make_fallback_cert(&names, &key).unwrap();
+        std::fs::write(d.join(format!("pubcert{sfx}.pem")), cert.to_pem().unwrap()).unwrap();
+        std::fs::write(d.join(format!("privkey{sfx}.pem")), key.to_pem().unwrap()).unwrap();
+    }
+
     #[test]
     fn store_certs_per_key_spec() {
         let dir = tempfile::tempdir().unwrap();
@@ -301,7 +313,7 @@ mod tests {
         let md = md_with_keys("a.test", vec![ec, KeySpec::Default]);
         let d = dir.path().join("domains").join("a.test");
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("pubcert.secp256r1.pem"), cert_for(&["a.test"])).unwrap();
+        put_pair(&d, ".secp256r1", &["a.test"]);
         let now = Utc::now();
         let s = MdSnapshot::load(&md, dir.path(), true);
         assert_eq!(s.record.state, MdState::Incomplete);
@@ -319,7 +331,14 @@ mod tests {
             .all(|c| c.is_ascii_hexdigit() && !c.is_lowercase()));
         assert_eq!(f.sha256.len(), 64);
 
+        // a certificate whose key is not beside it (or does not match) is no certificate
         std::fs::write(d.join("pubcert.pem"), cert_for(&["a.test"])).unwrap();
+        let s = MdSnapshot::load(&md, dir.path(), true);
+        assert_eq!(s.record.state, MdState::Incomplete);
+        std::fs::copy(d.join("privkey.secp256r1.pem"), d.join("privkey.pem")).unwrap();
+        let s = MdSnapshot::load(&md, dir.path(), true);
+        assert_eq!(s.record.state, MdState::Incomplete);
+        put_pair(&d, "", &["a.test"]);
         let s = MdSnapshot::load(&md, dir.path(), true);
         assert_eq!(s.record.state, MdState::Complete);
         assert_eq!(s.record.state_descr, None);

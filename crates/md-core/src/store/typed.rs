@@ -18,11 +18,16 @@ pub(crate) fn to_json_bytes<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
     serde_json::to_vec_pretty(v).expect("serializing plain data cannot fail")
 }
 
-fn display(group: Group, name: &str, file: &str) -> String {
-    format!("{}/{}/{}", group.dir(), name, file)
+/// The file's full path for messages (an admin must find it), else its store-relative name.
+fn display<S: Store + ?Sized>(st: &S, group: Group, name: &str, file: &str) -> String {
+    match st.path(group, name, file) {
+        Some(p) => p.display().to_string(),
+        None => format!("{}/{}/{}", group.dir(), name, file),
+    }
 }
 
-fn parsed<T>(
+fn parsed<T, S: Store + ?Sized>(
+    st: &S,
     group: Group,
     name: &str,
     file: &str,
@@ -31,7 +36,7 @@ fn parsed<T>(
 ) -> Result<Option<T>, StoreError> {
     data.map(|d| {
         parse(&d).map_err(|detail| StoreError::Json {
-            path: display(group, name, file),
+            path: display(st, group, name, file),
             detail,
         })
     })
@@ -43,7 +48,7 @@ pub trait StoreExt: Store {
     /// md.json of `(group, name)`.
     fn load_md(&self, group: Group, name: &str) -> Result<Option<MdRecord>, StoreError> {
         let d = self.load(group, name, files::MD)?;
-        parsed(group, name, files::MD, d, MdRecord::parse)
+        parsed(self, group, name, files::MD, d, MdRecord::parse)
     }
     /// Write md.json.
     fn save_md(&self, group: Group, rec: &MdRecord) -> Result<(), StoreError> {
@@ -58,7 +63,7 @@ pub trait StoreExt: Store {
     /// job.json of `(group, name)`.
     fn load_job(&self, group: Group, name: &str) -> Result<Option<JobRecord>, StoreError> {
         let d = self.load(group, name, files::JOB)?;
-        parsed(group, name, files::JOB, d, JobRecord::parse)
+        parsed(self, group, name, files::JOB, d, JobRecord::parse)
     }
     /// Write job.json.
     fn save_job(&self, group: Group, name: &str, job: &JobRecord) -> Result<(), StoreError> {
@@ -67,7 +72,7 @@ pub trait StoreExt: Store {
     /// account.json.
     fn load_account(&self, group: Group, id: &str) -> Result<Option<AccountRecord>, StoreError> {
         let d = self.load(group, id, files::ACCOUNT)?;
-        parsed(group, id, files::ACCOUNT, d, AccountRecord::parse)
+        parsed(self, group, id, files::ACCOUNT, d, AccountRecord::parse)
     }
     /// Write account.json.
     fn save_account(&self, group: Group, id: &str, a: &AccountRecord) -> Result<(), StoreError> {
@@ -76,7 +81,7 @@ pub trait StoreExt: Store {
     /// order.json.
     fn load_order(&self, group: Group, name: &str) -> Result<Option<OrderRecord>, StoreError> {
         let d = self.load(group, name, files::ORDER)?;
-        parsed(group, name, files::ORDER, d, OrderRecord::parse)
+        parsed(self, group, name, files::ORDER, d, OrderRecord::parse)
     }
     /// Write order.json.
     fn save_order(&self, group: Group, name: &str, o: &OrderRecord) -> Result<(), StoreError> {
@@ -104,7 +109,7 @@ pub trait StoreExt: Store {
         keys::key_from_pem(&d, Some(self.secret()))
             .map(Some)
             .map_err(|detail| StoreError::Crypto {
-                path: display(group, name, file),
+                path: display(self, group, name, file),
                 detail,
             })
     }
@@ -132,7 +137,7 @@ pub trait StoreExt: Store {
         keys::chain_from_pem(&d)
             .map(Some)
             .map_err(|detail| StoreError::Crypto {
-                path: display(group, name, file),
+                path: display(self, group, name, file),
                 detail,
             })
     }
@@ -146,11 +151,12 @@ pub trait StoreExt: Store {
         chain: &[X509],
     ) -> Result<(), StoreError> {
         let leaf = chain.first().ok_or_else(|| StoreError::Crypto {
-            path: display(group, name, &files::pubcert(spec)),
+            path: display(self, group, name, &files::pubcert(spec)),
             detail: "empty certificate chain".into(),
         })?;
         if !keys::key_matches_cert(key, leaf) {
             return Err(StoreError::KeyMismatch(display(
+                self,
                 group,
                 name,
                 &files::pubcert(spec),
@@ -158,7 +164,7 @@ pub trait StoreExt: Store {
         }
         let key_pem = self.encode_key(group, key)?;
         let cert_pem = keys::chain_to_pem(chain).map_err(|detail| StoreError::Crypto {
-            path: display(group, name, &files::pubcert(spec)),
+            path: display(self, group, name, &files::pubcert(spec)),
             detail,
         })?;
         let (kf, cf) = (files::privkey(spec), files::pubcert(spec));
@@ -179,7 +185,7 @@ pub trait StoreExt: Store {
             return Ok(None);
         };
         if !keys::key_matches_cert(&key, &chain[0]) {
-            return Err(StoreError::KeyMismatch(display(group, name, &cf)));
+            return Err(StoreError::KeyMismatch(display(self, group, name, &cf)));
         }
         Ok(Some((key, chain)))
     }
