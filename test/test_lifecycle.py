@@ -90,10 +90,10 @@ def life_of():
     """make(module name) -> (httpd server, running pebble), for tests that choose modules."""
     made = []
 
-    def make(name: str):
+    def make(name: str, pebble_config=None):
         srv = HttpdServer(module_by_name(name), log_level="warn md:debug")
         made.append([srv, None])
-        made[-1][1] = _new_pebble(srv)
+        made[-1][1] = _new_pebble(srv, pebble_config)
         return tuple(made[-1])
 
     yield make
