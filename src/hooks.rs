@@ -77,8 +77,10 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
             return report(s, &diagnostics);
         }
         let (_lock, locked_out) = store_lock(s, state);
-        if !locked_out && !sync_logged(s, &registry, &state.mds) {
-            return FAILED;
+        if !locked_out {
+            // A store that cannot be written (full, read-only) must not take the sites down:
+            // the certificates in it are served as they are, errors are logged.
+            sync_logged(s, &registry, &state.mds);
         }
         // Staged certificates become active at every (re)start, not on the dry run.
         let events = events_of(state);
@@ -180,13 +182,8 @@ fn sync_after_linking(s: *const ffi::server_rec, state: &crate::state::ModState)
     sync_logged(s, registry, &state.mds);
 }
 
-/// Sync `mds` into the store; problems are logged (AH10172). False when the sync as a whole
-/// failed.
-fn sync_logged(
-    s: *const ffi::server_rec,
-    registry: &Registry<FsStore>,
-    mds: &[ManagedDomain],
-) -> bool {
+/// Sync `mds` into the store; problems are logged (AH10172) and never fatal.
+fn sync_logged(s: *const ffi::server_rec, registry: &Registry<FsStore>, mds: &[ManagedDomain]) {
     match registry.sync(mds) {
         Ok(sync) => {
             for (name, err) in &sync.errors {
@@ -196,12 +193,8 @@ fn sync_logged(
                     "AH10172: md[{name}]: error syncing to store: {err}"
                 );
             }
-            true
         }
-        Err(e) => {
-            log_s!(s, Level::Err, "AH10172: error syncing to store: {e}");
-            false
-        }
+        Err(e) => log_s!(s, Level::Err, "AH10172: error syncing to store: {e}"),
     }
 }
 

@@ -28,6 +28,12 @@ impl AprStatus {
     /// APR_BADARG.
     pub const BADARG: AprStatus = AprStatus(70013);
 
+    /// The status of a failed file operation: its errno, as the C module records it (e.g. 28
+    /// "No space left on device"); APR_EGENERAL when there is none.
+    pub fn of_io(e: &std::io::Error) -> AprStatus {
+        e.raw_os_error().map_or(AprStatus::EGENERAL, AprStatus)
+    }
+
     /// The number recorded as `status`.
     pub fn code(self) -> i32 {
         self.0
@@ -37,12 +43,17 @@ impl AprStatus {
     /// from libapr-1 on Linux).
     pub fn description(self) -> &'static str {
         match self.0 {
+            1 => "Operation not permitted",
             2 => "No such file or directory",
+            5 => "Input/output error",
             11 => "Resource temporarily unavailable",
             13 => "Permission denied",
             22 => "Invalid argument",
+            28 => "No space left on device",
+            30 => "Read-only file system",
             103 => "Software caused connection abort",
             111 => "Connection refused",
+            122 => "Disk quota exceeded",
             70007 => "The timeout specified has expired",
             70013 => "Missing parameter for the specified command line option",
             _ => "Internal error (specific information not available)",

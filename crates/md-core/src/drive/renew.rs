@@ -117,6 +117,7 @@ impl RenewError {
             RenewError::Directory(e) => e.apr_status(),
             RenewError::Account(e) => e.apr_status(),
             RenewError::Order(e) => e.apr_status(),
+            RenewError::Store(StoreError::Io { source, .. }) => AprStatus::of_io(source),
             RenewError::Store(_) | RenewError::Crypt(_) => AprStatus::EGENERAL,
             RenewError::Stopping => AprStatus::EAGAIN,
         }
@@ -988,5 +989,18 @@ mod tests {
             }));
         assert_eq!(unauthorized.apr_status(), AprStatus::EACCES);
         assert_eq!(AprStatus::EACCES.description(), "Permission denied");
+        // a full or read-only disk shows its errno, as the C module's "(28)No space left..."
+        for (errno, text) in [
+            (28, "No space left on device"),
+            (30, "Read-only file system"),
+        ] {
+            let disk = RenewError::Store(StoreError::Io {
+                op: "write",
+                path: "/x".into(),
+                source: std::io::Error::from_raw_os_error(errno),
+            });
+            assert_eq!(disk.apr_status(), AprStatus(errno));
+            assert_eq!(disk.apr_status().description(), text);
+        }
     }
 }

@@ -18,7 +18,9 @@ pub struct SyncReport {
     pub renamed: Vec<(String, String)>,
     /// Stored MDs no longer configured (kept in the store).
     pub removed: Vec<String>,
-    /// MDs whose stored md.json is unreadable: `(name, message)`. Only that MD is affected.
+    /// MDs whose stored md.json is unreadable or could not be written (a full or read-only
+    /// disk): `(name, message)`. Only that MD is affected: its certificates are served as
+    /// they are and the renewal works from the configuration.
     pub errors: Vec<(String, String)>,
 }
 
@@ -102,8 +104,10 @@ impl<S: Store> Registry<S> {
                 assess(st, rec);
                 changed |= (rec.state, rec.state_descr.clone()) != before;
                 if changed {
-                    st.save_md(Group::Domains, rec)?;
-                    report.changed.push(md.name.clone());
+                    match st.save_md(Group::Domains, rec) {
+                        Ok(()) => report.changed.push(md.name.clone()),
+                        Err(e) => report.errors.push((md.name.clone(), e.to_string())),
+                    }
                 }
                 continue;
             }
@@ -119,14 +123,18 @@ impl<S: Store> Registry<S> {
                 }
                 rec.update_from_config(md);
                 assess(st, &mut rec);
-                st.save_md(Group::Domains, &rec)?;
+                if let Err(e) = st.save_md(Group::Domains, &rec) {
+                    report.errors.push((md.name.clone(), e.to_string()));
+                }
                 report.renamed.push((old, md.name.clone()));
                 continue;
             }
             let mut rec = MdRecord::new(md.clone());
             assess(st, &mut rec);
-            st.save_md(Group::Domains, &rec)?;
-            report.new.push(md.name.clone());
+            match st.save_md(Group::Domains, &rec) {
+                Ok(()) => report.new.push(md.name.clone()),
+                Err(e) => report.errors.push((md.name.clone(), e.to_string())),
+            }
         }
         let live: HashSet<&str> = mds
             .iter()
@@ -135,7 +143,9 @@ impl<S: Store> Registry<S> {
         for name in unassigned {
             if let Some(rec) = stored.get(&name) {
                 for d in rec.md.domains.iter().filter(|d| !live.contains(d.as_str())) {
-                    st.purge(Group::Challenges, d)?;
+                    if let Err(e) = st.purge(Group::Challenges, d) {
+                        report.errors.push((name.clone(), e.to_string()));
+                    }
                 }
             }
             report.removed.push(name);

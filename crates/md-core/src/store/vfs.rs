@@ -11,7 +11,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{
@@ -423,9 +423,17 @@ impl Vfs {
         let f = self
             .open_file(path, OFlags::RDONLY)
             .map_err(io_err("chmod", path))?;
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err("chmod", path))?;
-        self.fchown(&f, chowned).map_err(io_err("chown", path))
+        // Only what differs is changed: a store that is already right needs no write (and so
+        // opens on a read-only file system).
+        let meta = f.metadata().map_err(io_err("chmod", path))?;
+        if meta.permissions().mode() & 0o7777 != mode {
+            f.set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(io_err("chmod", path))?;
+        }
+        match self.owner {
+            Some((uid, gid)) if chowned && (meta.uid(), meta.gid()) == (uid, gid) => Ok(()),
+            _ => self.fchown(&f, chowned).map_err(io_err("chown", path)),
+        }
     }
 
     /// Open an existing file or directory with `flags`, never following a link below a group
