@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from lib.cversion import c_md_version  # noqa: E402
 from lib.httpd import APACHE2, HttpdServer, module_by_name, selected_module_names  # noqa: E402
 
 
@@ -33,8 +34,14 @@ def pytest_generate_tests(metafunc):
 
 def pytest_report_header(config):
     names = selected_module_names(config.getoption("--md-modules"))
-    return [f"md modules: " + ", ".join(f"{n}={module_by_name(n).path}" for n in names),
+    header = [f"md modules: " + ", ".join(f"{n}={module_by_name(n).path}" for n in names),
             f"apache2: {APACHE2}"]
+    if "c" in names:
+        try:
+            header.append(f"C reference: {c_md_version()}")
+        except (OSError, RuntimeError) as e:  # the c tests fail on their own then
+            header.append(f"C reference: unknown ({e})")
+    return header
 
 
 @pytest.fixture(scope="session")

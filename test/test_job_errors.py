@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from email.utils import parsedate_to_datetime
+
+import pytest
 
 from lib.pebble import free_port, make_tls_ca
 from test_renewal import ca_env, md_conf, vhosts, wait_staged, read_job  # noqa: F401
@@ -145,3 +148,96 @@ def test_last_challenge_setup_event_fails(ca_env, md_module):
     assert offered_in(detail, "None of the offered challenge types a.test offered for domain ",
                       " could be setup successfully. Please check the log for errors.") == {
         "http-01", "tls-alpn-01", "dns-01"}
+
+
+def job_after_first_error(ca_env) -> tuple[dict, str]:
+    """job.json after the first failed run (CA port refusing) and the CA URL."""
+    srv, peb = ca_env()
+    url = f"https://127.0.0.1:{free_port()}/dir"
+    srv.render(md_conf(srv, peb, "MDRetryDelay 30s\nMDomain a.test\n" + vhosts("a.test"))
+               .replace(peb.directory_url, url))
+    assert srv.start().started
+    deadline = time.monotonic() + 30
+    while read_job(srv, "a.test").get("errors", 0) < 1:
+        assert time.monotonic() < deadline, srv.error_log()[-3000:]
+        time.sleep(0.1)
+    time.sleep(0.5)  # the job is written once more after the run (the errored event)
+    return read_job(srv, "a.test"), url
+
+
+def test_job_keys_after_first_error(ca_env, md_module):
+    """The job.json keys after the first failed run, the flags, the error count, and next-run =
+    last-run + MDRetryDelay (30 s) jittered by [-50%, +50%), as the C module writes them."""
+    job, _ = job_after_first_error(ca_env)
+    assert sorted(job) == JOB_KEYS_AFTER_ERROR, sorted(job)
+    assert (job["name"], job["finished"], job["notified"], job["notified-renewed"],
+            job["errors"]) == ("a.test", False, False, False, 1)
+    delay = (parsedate_to_datetime(job["next-run"])
+             - parsedate_to_datetime(job["last-run"])).total_seconds()
+    assert 14 <= delay <= 46, delay
+
+
+def test_job_log_entries_after_first_error(ca_env, md_module, request):
+    """`log.entries` after the first failed run: types, keys and details, newest first."""
+    if md_module.name == "rs":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "mod_md-rs writes no 'progress' entries (the C module logs each step of the run: "
+            "'Checking staging area', 'Contacting ACME server ...', ...)")))
+    job, url = job_after_first_error(ca_env)
+    entries = job["log"]["entries"]
+    assert [e["type"] for e in entries] == LOG_TYPES_AFTER_ERROR, entries
+    assert [sorted(e) for e in entries] == LOG_KEYS_AFTER_ERROR, entries
+    details = [e.get("detail", "").replace(url, "@URL@") for e in entries]
+    assert details == LOG_DETAILS_AFTER_ERROR, details
+
+# what the C module writes (observed), newest entry first
+JOB_KEYS_AFTER_ERROR = [
+    "errors",
+    "finished",
+    "last",
+    "last-run",
+    "log",
+    "name",
+    "next-run",
+    "notified",
+    "notified-renewed",
+]
+LOG_TYPES_AFTER_ERROR = [
+    "message-errored",
+    "renewal-error",
+    "progress",
+    "progress",
+    "progress",
+    "progress",
+    "progress",
+    "progress",
+    "progress",
+    "starting",
+    "message-renewing",
+]
+LOG_KEYS_AFTER_ERROR = [
+    ["type", "when"],
+    ["detail", "type", "when"],
+    ["detail", "type", "when"],
+    ["detail", "type", "when"],
+    ["detail", "type", "when"],
+    ["detail", "type", "when"],
+    ["detail", "type", "when"],
+    ["detail", "type", "when"],
+    ["detail", "type", "when"],
+    ["type", "when"],
+    ["type", "when"],
+]
+LOG_DETAILS_AFTER_ERROR = [
+    "",
+    unreachable_detail("@URL@"),
+    "Contacting ACME server for a.test at @URL@: " + unreachable_detail("@URL@"),
+    "Contacting ACME server for a.test at @URL@",
+    "Resetting staging for a.test",
+    "Assessing current status",
+    "Resetting staging area",
+    "Checking staging area",
+    "MDomain a.test initialized with support for ACME challenges http-01",
+    "",
+    "",
+]

@@ -160,6 +160,45 @@ CASES = [
               absent=["[md:error]", "AH10038", "AH10040"],
               note="C checks no DNS syntax in MDomain: the CA refuses the name later "
                    "('malformed'), the server starts"),
+    # ---- sweep: one more startup case per directive whose checks run in post_config
+    StartCase("protocol-lowercase", PORTMAP + "MDCertificateProtocol acme\n"
+              "MDomain a.org www.a.org\n" + ssl_vhost(), False,
+              [Expect("AH10172", "error", names=("a.org",),
+                      c_text="AH10172: md[a.org]: error syncing to store")],
+              note="the protocol name is case-sensitive: 'acme' is unknown"),
+    StartCase("portmap-both-unreachable", "MDPortMap http:- https:-\n"
+              "MDomain a.org www.a.org\n" + ssl_vhost(), True,
+              [Expect("AH10173", "error", names=("a.org",),
+                      c_text="AH10173: md[a.org]: None of the ACME challenge methods configured "
+                             "for this domain are suitable. The http: challenge 'http-01' is "
+                             "disabled because the server seems not reachable on public port 80."
+                      )]),
+    StartCase("portmap-https-only-no-alpn", "MDPortMap http:- https:@HTTPS_PORT@\n"
+              "MDomain a.org www.a.org\n" + ssl_vhost(), True,
+              [Expect("AH10173", "error", names=("a.org",),
+                      c_text="The https: challenge 'tls-alpn-01' is disabled because the "
+                             "Protocols")],
+              note="443 reachable but no vhost has acme-tls/1 in Protocols"),
+    StartCase("baseserver-on-md", PORTMAP + "MDBaseServer on\nMDomain localhost\n", True,
+              absent=["AH10045", "[md:error]"],
+              note="the base server (ServerName localhost) is matched"),
+    StartCase("baseserver-off-md", PORTMAP + "MDomain localhost\n", True,
+              [Expect("AH10045", "warn", names=("localhost",),
+                      c_text="AH10045: No VirtualHost matches Managed Domain localhost")]),
+    StartCase("matchnames-servernames-alias", PORTMAP + "MDMatchNames servernames\n"
+              "MDomain www.a.org\n" + ssl_vhost(), False,
+              [Expect("AH02572", "emerg", "ssl", ("a.org:443",))],
+              absent=["AH10045"],
+              note="only ServerName is compared: the SSL vhost gets no MD and no certificate"),
+    StartCase("messagecmd-notifycmd-empty", PORTMAP + "MDMessageCmd\nMDNotifyCmd\n"
+              "MDomain a.org www.a.org\n" + ssl_vhost(), True, absent=["[md:error]"]),
+    StartCase("challenges-dns01-without-cmd", PORTMAP + "MDCAChallenges dns-01\n"
+              "MDomain a.org www.a.org\n" + ssl_vhost(), True,
+              absent=["AH10173", "[md:error]"],
+              note="an explicit list is not checked at startup"),
+    StartCase("challenges-unknown-type", PORTMAP + "MDCAChallenges bogus-01\n"
+              "MDomain a.org www.a.org\n" + ssl_vhost(), True,
+              absent=["AH10173", "[md:error]"]),
     StartCase("store-dir-unusable", PORTMAP + "MDomain a.org\nMDStoreDir /proc/md-nope\n"
               + ssl_vhost(aliases=""), False,
               [Expect("AH10046", "error", names=("/proc/md-nope",),
@@ -235,3 +274,15 @@ def test_startup_purges_challenge_dirs_of_names_no_md_has(httpd_factory, md_modu
     challenges = srv.dir / "md" / "challenges"
     assert not (challenges / "old.test").exists(), sorted(os.listdir(challenges))
     assert (challenges / "a.org" / "acme-http-01.txt").exists()
+
+
+def test_relative_store_dir_is_under_server_root(httpd_factory, md_module):
+    """`MDStoreDir md-rel`: the store is made in <ServerRoot>/md-rel (as the C module does)."""
+    srv = httpd_factory(md_defaults=False)
+    srv.render("MDCertificateAuthority https://127.0.0.1:9/directory\nMDStoreDir md-rel\n"
+               + PORTMAP + "MDomain a.org\n" + ssl_vhost(aliases=""))
+    res = srv.start()
+    assert res.started, res.text
+    assert (srv.dir / "md-rel" / "md_store.json").is_file()
+    assert (srv.dir / "md-rel" / "domains" / "a.org" / "md.json").is_file()
+    assert not (srv.dir / "md").exists()

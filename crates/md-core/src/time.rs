@@ -34,34 +34,85 @@ impl Unit {
     }
 }
 
-/// Parse a duration like `21d`, `12h`, `30mi`, `10s`, `100ms` or a bare number in `default_unit`.
+/// A number that does not fit (C: `ERANGE`), or a duration in a format the C module refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadNumber;
+
+/// A leading integer as C's `strtol` reads it: optional whitespace, an optional sign, decimal
+/// digits. Returns the value (`None`: no digits, and then the rest is all of `s`) and the rest;
+/// `Err` when the number does not fit (C: `ERANGE`).
+pub fn c_leading_int(s: &str) -> Result<(Option<i64>, &str), BadNumber> {
+    let t = s.trim_start();
+    let (neg, after_sign) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let digits = after_sign.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Ok((None, s));
+    }
+    let mut n: i64 = 0;
+    for b in after_sign[..digits].bytes() {
+        let d = i64::from(b - b'0');
+        n = n
+            .checked_mul(10)
+            .and_then(|n| {
+                if neg {
+                    n.checked_sub(d)
+                } else {
+                    n.checked_add(d)
+                }
+            })
+            .ok_or(BadNumber)?;
+    }
+    Ok((Some(n), &after_sign[digits..]))
+}
+
+/// A signed duration in milliseconds, read as the C module reads it: a leading integer (with
+/// sign), then a unit recognized by its first letters, case-insensitively: `ms`, `mi`
+/// (minutes), `d`, `h`, `s` (so `1d12h` is one day and `5sec` five seconds; a bare `m` is an
+/// error), or nothing for `default_unit`. Huge values saturate.
+pub fn parse_duration_signed(s: &str, default_unit: Unit) -> Result<i64, BadNumber> {
+    let (n, rest) = c_leading_int(s)?;
+    let n = n.ok_or(BadNumber)?;
+    let lower = rest.to_ascii_lowercase();
+    let unit = if rest.is_empty() {
+        default_unit
+    } else if lower.starts_with("ms") {
+        Unit::Millis
+    } else if lower.starts_with("mi") {
+        Unit::Minutes
+    } else if lower.starts_with('d') {
+        Unit::Days
+    } else if lower.starts_with('h') {
+        Unit::Hours
+    } else if lower.starts_with('s') {
+        Unit::Seconds
+    } else {
+        return Err(BadNumber);
+    };
+    Ok(n.saturating_mul(unit.millis() as i64))
+}
+
+/// Parse a duration like `21d`, `12h`, `30mi`, `10s`, `100ms` or a bare number in `default_unit`
+/// (see [`parse_duration_signed`]); negative durations are an error.
 pub fn parse_duration(s: &str, default_unit: Unit) -> Result<Duration, String> {
-    let s = s.trim();
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     // The C module's wording for every malformed duration.
     const BAD: &str = "unrecognized duration format";
-    if digits == 0 {
-        return Err(BAD.into());
+    match parse_duration_signed(s, default_unit) {
+        Ok(ms) if ms >= 0 => Ok(Duration::from_millis(ms as u64)),
+        _ => Err(BAD.into()),
     }
-    let n: u64 = s[..digits].parse().map_err(|_| BAD.to_string())?;
-    let unit = match s[digits..].to_ascii_lowercase().as_str() {
-        "" => default_unit,
-        "d" => Unit::Days,
-        "h" => Unit::Hours,
-        "mi" => Unit::Minutes,
-        "s" => Unit::Seconds,
-        "ms" => Unit::Millis,
-        _ => return Err(BAD.into()),
-    };
-    n.checked_mul(unit.millis())
-        .map(Duration::from_millis)
-        .ok_or_else(|| BAD.into())
 }
 
 /// Format a duration in the largest unit that divides it exactly (`21d`, `12h`, `30mi`, `10s`,
-/// `100ms`), the form mod_md writes into md.json.
+/// `100ms`), the form mod_md writes into md.json; zero is `0d`.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis() as u64;
+    if ms == 0 {
+        return "0d".into(); // as the C module writes a zero duration
+    }
     for (unit, suffix) in [
         (Unit::Days, "d"),
         (Unit::Hours, "h"),
@@ -85,18 +136,18 @@ pub enum Timeslice {
 }
 
 impl Timeslice {
-    /// Parse `N%` (N < 100) or a duration whose bare numbers are in `default_unit`.
+    /// Parse `N%` (0 <= N < 100) or a duration whose bare numbers are in `default_unit`, read as
+    /// the C module reads them: a percentage is a leading integer directly followed by `%`
+    /// (anything after it is ignored; `%` alone is 0%).
     pub fn parse(s: &str, default_unit: Unit) -> Result<Timeslice, String> {
-        let s = s.trim();
-        if let Some(p) = s.strip_suffix('%') {
-            let n: u32 = p
-                .trim()
-                .parse()
-                .map_err(|_| format!("'{s}' is not a percentage"))?;
-            if n >= 100 {
-                return Err(format!("'{s}': a percentage must be less than 100%"));
+        if let Ok((n, rest)) = c_leading_int(s) {
+            if rest.starts_with('%') {
+                let n = n.unwrap_or(0);
+                if !(0..100).contains(&n) {
+                    return Err(format!("'{s}': a percentage must be less than 100%"));
+                }
+                return Ok(Timeslice::Percent(n as u32));
             }
-            return Ok(Timeslice::Percent(n));
         }
         parse_duration(s, default_unit).map(Timeslice::Duration)
     }
@@ -164,6 +215,27 @@ mod tests {
         assert!(parse_duration("", Unit::Seconds).is_err());
         assert!(parse_duration("-5s", Unit::Seconds).is_err());
         assert!(parse_duration("99999999999999999999d", Unit::Seconds).is_err());
+        assert!(parse_duration("5 d", Unit::Seconds).is_err());
+        assert!(parse_duration("0x10", Unit::Seconds).is_err());
+    }
+
+    #[test]
+    fn durations_read_as_the_c_module_reads_them() {
+        let d = |s| parse_duration(s, Unit::Days);
+        assert_eq!(d("1d12h"), Ok(Duration::from_secs(86400)));
+        assert_eq!(d("5sec"), Ok(Duration::from_secs(5)));
+        assert_eq!(d("10mins"), Ok(Duration::from_secs(600)));
+        assert_eq!(d("10MSx"), Ok(Duration::from_millis(10)));
+        assert_eq!(d("+5D"), Ok(Duration::from_secs(5 * 86400)));
+        assert_eq!(d("  5h"), Ok(Duration::from_secs(5 * 3600)));
+        assert_eq!(parse_duration_signed("-1d", Unit::Days), Ok(-86_400_000));
+        assert_eq!(parse_duration_signed("-0", Unit::Days), Ok(0));
+        assert_eq!(
+            parse_duration_signed("9999999999999d", Unit::Days),
+            Ok(i64::MAX)
+        );
+        assert_eq!(c_leading_int("-%"), Ok((None, "-%")));
+        assert!(c_leading_int("99999999999999999999").is_err());
     }
 
     #[test]
@@ -172,7 +244,7 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(36 * 3600)), "36h");
         assert_eq!(format_duration(Duration::from_secs(90)), "90s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(format_duration(Duration::ZERO), "0ms");
+        assert_eq!(format_duration(Duration::ZERO), "0d");
     }
 
     #[test]
@@ -183,6 +255,13 @@ mod tests {
         );
         assert!(Timeslice::parse("100%", Unit::Days).is_err());
         assert!(Timeslice::parse("x%", Unit::Days).is_err());
+        assert!(Timeslice::parse("33 %", Unit::Days).is_err());
+        assert!(Timeslice::parse("-5%", Unit::Days).is_err());
+        assert_eq!(Timeslice::parse("%", Unit::Days), Ok(Timeslice::Percent(0)));
+        assert_eq!(
+            Timeslice::parse("33%x", Unit::Days),
+            Ok(Timeslice::Percent(33))
+        );
         let t = Timeslice::parse("14", Unit::Days).unwrap();
         assert_eq!(t.to_string(), "14d");
         let ninety = Duration::from_secs(90 * 86400);

@@ -9,7 +9,7 @@ use super::values::{
     RequireHttps,
 };
 use crate::md::KeySpec;
-use crate::time::{parse_duration, Timeslice, Unit};
+use crate::time::{c_leading_int, parse_duration_signed, Timeslice, Unit};
 
 /// Where a directive was written: httpd's file name and line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -296,6 +296,11 @@ impl ModConfig {
                 if words.is_empty() {
                     return Err("needs at least one domain name".into());
                 }
+                if let [only] = words.as_slice() {
+                    if only.eq_ignore_ascii_case("auto") || only.eq_ignore_ascii_case("manual") {
+                        return Err("needs at least one domain name".into());
+                    }
+                }
                 self.define_md(&words, ctx)?;
             }
             "<MDomainSet" => {
@@ -328,7 +333,9 @@ impl ModConfig {
                     }
                     self.mds[i].add_domains(&names);
                 }
-                None if words.is_empty() => {
+                // Outside a section only one `auto|manual` is allowed; no or several
+                // arguments get the C module's context error.
+                None if words.len() != 1 => {
                     return Err(format!(
                         "{name} is only valid inside a '{SECTION}' context, not here"
                     ))
@@ -352,12 +359,8 @@ impl ModConfig {
             }
             "MDCertificateProtocol" => target.ca_proto = Some(v.to_string()),
             "MDCertificateAgreement" => {
-                // The C module takes any value: `accepted` or the URL of the terms.
-                let v = if v.eq_ignore_ascii_case("accepted") {
-                    "accepted"
-                } else {
-                    v
-                };
+                // The C module takes any value: `accepted` or the URL of the terms, and keeps
+                // it as written (md.json shows `ACCEPTED`); `accepted` is compared ignoring case.
                 target.ca_agreement = Some(v.to_string());
             }
             "MDContactEmail" => target.contact = Some(v.to_string()),
@@ -384,14 +387,19 @@ impl ModConfig {
             }
             "MDCAChallenges" => {
                 if !words.is_empty() {
-                    target.ca_challenges = Some(words.clone());
+                    // lower-cased, as the C module records them (md.json `ca.challenges`)
+                    let types = words.iter().map(|w| w.to_ascii_lowercase());
+                    target.ca_challenges = Some(types.collect());
                 }
             }
             "MDProfile" => target.profile = Some(v.to_string()),
             "MDProfileMandatory" => target.profile_mandatory = Some(parse_on_off(v)?),
-            "MDRetryFailover" => match values::leading_number(v) {
-                // Read like C's atoi: trailing junk is ignored, as the C module does.
-                Some(n) if n > 0 => self.global.retry_failover = Some(n),
+            "MDRetryFailover" => match c_leading_int(v) {
+                // Read like C's atoi (strtol cast to int), as the C module does: trailing junk
+                // is ignored and 4294967297 is 1; an overflow saturates to -1 (rejected).
+                Ok((Some(n), _)) if n as i32 > 0 => {
+                    self.global.retry_failover = Some(n as i32 as u32)
+                }
                 _ => return Err("invalid argument, must be a number > 0".into()),
             },
             "MDRenewMode" => target.renew_mode = Some(RenewMode::parse(v)?),
@@ -399,27 +407,30 @@ impl ModConfig {
             "MDWarnWindow" => target.warn_window = Some(parse_window(name, v, "a length")?),
             "MDRenewViaARI" => target.ari_renewals = Some(parse_on_off(v)?),
             "MDCheckInterval" => {
-                let d = parse_duration(v, Unit::Seconds)?;
-                if d < Duration::from_secs(1) {
+                let ms = parse_duration_signed(v, Unit::Seconds).map_err(|_| BAD_DURATION)?;
+                if ms < 1000 {
                     return Err("check interval cannot be less than one second".into());
                 }
-                self.global.check_interval = Some(d);
+                self.global.check_interval = Some(Duration::from_millis(ms as u64));
             }
             "MDInitialDelay" => {
-                if v.starts_with('-') {
+                let ms = parse_duration_signed(v, Unit::Seconds).map_err(|_| BAD_DURATION)?;
+                if ms < 0 {
                     return Err("initial delay must not be negative".into());
                 }
-                self.global.initial_delay = Some(parse_duration(v, Unit::Seconds)?)
+                self.global.initial_delay = Some(Duration::from_millis(ms as u64))
             }
             "MDRetryDelay" => {
-                let d = parse_duration(v, Unit::Seconds)?;
-                if d.is_zero() {
+                let ms = parse_duration_signed(v, Unit::Seconds).map_err(|_| BAD_DURATION)?;
+                if ms <= 0 {
                     return Err("minimum delay must be greater than 0".into());
                 }
-                self.global.retry_delay = Some(d);
+                self.global.retry_delay = Some(Duration::from_millis(ms as u64));
             }
             "MDActivationDelay" => {
-                self.global.activation_delay = Some(parse_duration(v, Unit::Days)?)
+                // A negative delay is accepted by the C module: no delay.
+                let ms = parse_duration_signed(v, Unit::Days).map_err(|_| BAD_DURATION)?;
+                self.global.activation_delay = Some(Duration::from_millis(ms.max(0) as u64))
             }
             "MDStoreLocks" => self.global.store_locks = Some(parse_store_locks(v)?),
             "MDPrivateKeys" => target.private_keys = Some(parse_private_keys(&words)?),
@@ -491,14 +502,11 @@ impl ModConfig {
             "MDStapleOthers" => target.staple_others = Some(parse_on_off(v)?),
             "MDStaplingKeepResponse" => {
                 // A percentage of 7 days here, so 100% and more are fine (as in the C module).
-                let keep = match v.trim().strip_suffix('%').map(|p| p.trim().parse::<u32>()) {
-                    Some(Ok(p)) => Timeslice::Percent(p),
-                    _ => parse_window(name, v, "a length")?,
-                };
-                self.global.stapling_keep_response = Some(keep)
+                self.global.stapling_keep_response = Some(parse_timeslice(name, v, None)?)
             }
             "MDStaplingRenewWindow" => {
-                self.global.stapling_renew_window = Some(parse_window(name, v, "with a length")?)
+                self.global.stapling_renew_window =
+                    Some(parse_timeslice(name, v, Some("with a length"))?)
             }
             "MDStoreDir" => self.global.store_dir = Some(ctx.resolve(v)),
             "MDActivationRestart" => self.global.activation_restart = Some(parse_on_off(v)?),
@@ -509,12 +517,9 @@ impl ModConfig {
 
     /// Define an MD from `names [auto|manual]`; returns its index.
     fn define_md(&mut self, words: &[String], ctx: &Context) -> Result<usize, String> {
+        // A single `auto`/`manual` is a name here (`<MDomain manual>` defines the MD "manual",
+        // as in the C module); `MDomain manual` is refused by its caller.
         let mut names = words.to_vec();
-        if let [only] = names.as_slice() {
-            if only.eq_ignore_ascii_case("auto") || only.eq_ignore_ascii_case("manual") {
-                return Err("needs at least one domain name".into());
-            }
-        }
         let mut md = MdDefinition {
             origin: ctx.origin.clone(),
             server_key: ctx.server_key,
@@ -538,22 +543,34 @@ impl ModConfig {
     }
 }
 
-/// A renew/warn/stapling window (`N%` below 100, or a duration in days), with the C module's
-/// messages. A negative duration is accepted as zero, as the C module accepts it.
+/// The C module's text for a malformed duration.
+const BAD_DURATION: &str = "unrecognized duration format";
+
+/// A renew/warn window (`N%` below 100, or a duration in days).
 fn parse_window(name: &str, v: &str, length: &str) -> Result<Timeslice, String> {
-    let pct = v.trim().strip_suffix('%').map(|p| p.trim().parse::<u32>());
-    if let Some(Ok(p)) = pct {
-        if p >= 100 {
-            return Err(format!("{name} {length} of 100% or more is not allowed."));
+    parse_timeslice(name, v, Some(length))
+}
+
+/// A timeslice directive, read as the C module reads it: a leading integer directly followed
+/// by `%` is a percentage (`%` alone is 0%, text after `%` is ignored; negative: "percent must
+/// be less than 100"; 100 or more is refused with "<name> <length> of 100% or more is not
+/// allowed." when `max_length` is given), anything else a duration in days; a negative duration
+/// is accepted as zero, as the C module accepts it.
+fn parse_timeslice(name: &str, v: &str, max_length: Option<&str>) -> Result<Timeslice, String> {
+    if let Ok((n, rest)) = c_leading_int(v) {
+        if rest.starts_with('%') {
+            let n = n.unwrap_or(0);
+            if n < 0 {
+                return Err(format!("{name} percent must be less than 100"));
+            }
+            if let (Some(length), true) = (max_length, n >= 100) {
+                return Err(format!("{name} {length} of 100% or more is not allowed."));
+            }
+            return Ok(Timeslice::Percent(n.min(i64::from(u32::MAX)) as u32));
         }
     }
-    let v = v.trim();
-    let unsigned = v.strip_prefix('-').unwrap_or(v);
-    let parsed = if v.starts_with('-') {
-        crate::time::parse_duration(unsigned, Unit::Days)
-            .map(|_| Timeslice::Duration(Duration::ZERO))
-    } else {
-        Timeslice::parse(v, Unit::Days)
-    };
-    parsed.map_err(|_| format!("{name} has unrecognized format"))
+    match parse_duration_signed(v, Unit::Days) {
+        Ok(ms) => Ok(Timeslice::Duration(Duration::from_millis(ms.max(0) as u64))),
+        Err(_) => Err(format!("{name} has unrecognized format")),
+    }
 }

@@ -302,22 +302,37 @@ impl Default for PortMap {
 }
 
 impl PortMap {
-    /// Apply one mapping `80:<port>`, `443:<port>`, `http:<port>`, `https:<port>` (`-` = none).
+    /// Apply one mapping `80:<port>`, `443:<port>`, `http:<port>`, `https:<port>` (`-` = none),
+    /// read as the C module reads it: `http:`/`https:` are case-sensitive prefixes, numbers are
+    /// leading integers (`80:8080x` is 8080, `http:80:81` is 80), a local port starting with
+    /// `-` is "not reachable", and the public port must be 80 or 443.
     pub fn apply(&mut self, mapping: &str) -> Result<(), String> {
-        let (public, local) = mapping.split_once(':').unwrap_or((mapping, ""));
-        let slot = match public.to_ascii_lowercase().as_str() {
-            "80" | "http" if mapping.contains(':') => &mut self.http,
-            "443" | "https" if mapping.contains(':') => &mut self.https,
-            _ => return Err("no ':' after first port number".into()),
+        use crate::time::c_leading_int;
+        let (public, local) = if let Some(rest) = mapping.strip_prefix("http:") {
+            (80, rest)
+        } else if let Some(rest) = mapping.strip_prefix("https:") {
+            (443, rest)
+        } else {
+            let (n, rest) =
+                c_leading_int(mapping).map_err(|_| "unable to parse first port number")?;
+            match rest.strip_prefix(':') {
+                Some(local) => (n.unwrap_or(0), local),
+                None => return Err("no ':' after first port number".into()),
+            }
         };
-        *slot = if local == "-" {
+        let port = if local.starts_with('-') {
             None
         } else {
-            match local.parse::<u32>() {
-                Ok(p) if p > 0 && p <= 65535 => Some(p as u16),
+            match c_leading_int(local).map_err(|_| "unable to parse second port number")? {
+                (Some(p), _) if p > 0 && p <= 65535 => Some(p as u16),
                 _ => return Err("invalid number for port map, must be in ]0,65535]".into()),
             }
         };
+        match public {
+            80 => self.http = port,
+            443 => self.https = port,
+            _ => return Err("mapped port number must be 80 or 443".into()),
+        }
         Ok(())
     }
 }
@@ -546,6 +561,28 @@ mod tests {
             "no ':' after first port number"
         );
         assert!(m.apply("8080").is_err());
+        assert_eq!(
+            m.apply("8080:80").unwrap_err(),
+            "mapped port number must be 80 or 443"
+        );
+        assert_eq!(
+            m.apply("HTTP:80").unwrap_err(),
+            "no ':' after first port number"
+        );
+        m.apply("http:81:82").unwrap();
+        m.apply("443:-1").unwrap();
+        m.apply("+443:8443x").unwrap();
+        assert_eq!(
+            m,
+            PortMap {
+                http: Some(81),
+                https: Some(8443)
+            }
+        );
+        assert_eq!(
+            m.apply("http:99999999999999999999").unwrap_err(),
+            "unable to parse second port number"
+        );
     }
 
     #[test]

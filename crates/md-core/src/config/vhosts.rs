@@ -190,10 +190,10 @@ pub fn check_definitions(mc: &ModConfig) -> Vec<Diagnostic> {
 }
 
 /// Checks of the resolved MDs at startup: only the ACME protocol exists (the C module fails
-/// the store sync, AH10172, for anything else).
+/// the store sync, AH10172, for anything else; the name is case-sensitive there: `acme` fails).
 pub fn check_resolved(mds: &[ManagedDomain]) -> Vec<Diagnostic> {
     mds.iter()
-        .filter(|md| !md.ca_proto.eq_ignore_ascii_case("ACME"))
+        .filter(|md| md.ca_proto != "ACME")
         .map(|md| {
             Diagnostic::new(
                 Level::Err,

@@ -865,7 +865,9 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         }
         let key = PrivateKey::generate(KeyType::ACCOUNT_DEFAULT)?;
         let agreement = match md.ca_agreement.as_deref() {
-            Some("accepted") => client.directory().terms_of_service.clone(),
+            Some(a) if a.eq_ignore_ascii_case("accepted") => {
+                client.directory().terms_of_service.clone()
+            }
             other => other.map(str::to_string),
         };
         let new = NewAccount {
