@@ -117,6 +117,49 @@ def test_http01_challenge_answers(httpd_factory):
     assert request(port, "a.test", "/index.html")[0] == 403
 
 
+def raw_request(port: int, request: bytes) -> bytes:
+    """Send bytes as they are (no client-side normalisation); the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def test_http01_traversal_and_encoded_variants_reveal_nothing(httpd_factory, md_module):
+    """Paths and Host headers that try to leave challenges/<host>/: never the planted secrets
+    (store files one and two levels up, named as the challenge file), never a crash."""
+    srv = httpd_factory()
+    write_challenge(srv, "a.test", {"acme-http-01.txt": b"tok123.thumbprint"})
+    for rel in ("md/acme-http-01.txt", "md/challenges/acme-http-01.txt"):
+        (srv.dir / rel).write_bytes(b"SECRET-" + rel.encode())
+    started(srv, PORTMAP + "MDomain a.test\n" + http_vhost() + ssl_vhost())
+    port = srv.http_port
+    pre = "/.well-known/acme-challenge/"
+    paths = [pre + p for p in (
+        "..", "../..", "%2e%2e", "%2e%2e/%2e%2e/md_store.json", "..%2f..%2fmd_store.json",
+        "%2E%2E%2F%2E%2E%2Facme-http-01.txt", "tok%00", "tok%2f..", "....//....//",
+        "tok/../../../md_store.json", "%c0%ae%c0%ae/", "tok;/..", "tok?x=../..")]
+    paths += ["/.well-known/acme-challenge", "/.well-known//acme-challenge/tok",
+              "/.well-known/acme-challenge/../acme-challenge/tok"]
+    hosts = ["..", ".", "../..", "a.test/..", "a.test%2f..", ".a.test", "a.test.", "A.TEST",
+             "a.test:80", "challenges", "*", "a.test\\..", "-", "a.test/../../md"]
+    answers = []
+    for path in paths:
+        answers.append((path, raw_request(port, f"GET {path} HTTP/1.1\r\nHost: a.test\r\n"
+                                          "Connection: close\r\n\r\n".encode())))
+    for host in hosts:
+        answers.append((host, raw_request(port, f"GET {pre}tok123 HTTP/1.1\r\nHost: {host}\r\n"
+                                          "Connection: close\r\n\r\n".encode())))
+    for what, answer in answers:
+        assert answer.startswith(b"HTTP/1.1 "), (what, answer[:200])
+        assert b"SECRET" not in answer and b'"key"' not in answer, (what, answer[:300])
+    # the real challenge still works afterwards (no child crashed on the way)
+    assert request(port, "a.test", pre + "tok123")[::2] == (200, b"tok123.thumbprint")
+    assert "exit signal" not in srv.error_log()
+
+
 def test_require_https_redirects_and_hsts(httpd_factory):
     srv = httpd_factory()
     cert, key = self_signed_pem("a.test")
