@@ -29,6 +29,9 @@ pub struct ManagedDomain {
     pub ca_agreement: Option<String>,
     pub ca_challenges: Vec<String>,
     pub private_keys: Vec<KeySpec>,
+    /// MDPrivateKeys was given: md.json then records `privkey` also for a lone `Default`, as
+    /// the C module does (left out only when the default applies unset).
+    pub keys_explicit: bool,
     pub renew_mode: RenewMode,
     pub renew_window: Timeslice,
     pub warn_window: Timeslice,
@@ -114,6 +117,7 @@ impl ManagedDomain {
                 .private_keys
                 .clone()
                 .unwrap_or_else(|| vec![KeySpec::Default]),
+            keys_explicit: s.private_keys.is_some(),
             renew_mode,
             renew_window: s.renew_window.unwrap_or(Timeslice::Percent(33)),
             warn_window: s.warn_window.unwrap_or(Timeslice::Percent(10)),

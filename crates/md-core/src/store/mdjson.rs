@@ -267,6 +267,7 @@ impl MdRecord {
             ca_agreement: j.ca.agreement.clone(),
             ca_challenges: j.ca.challenges.clone(),
             private_keys,
+            keys_explicit: j.privkey.is_some(),
             renew_mode: renew_mode(j.renew_mode.as_i64().unwrap_or(1)),
             renew_window: window(&j.renew_window, Timeslice::Percent(33))?,
             warn_window: window(&j.warn_window, Timeslice::Percent(10))?,
@@ -313,9 +314,10 @@ impl MdRecord {
         if let Some(Value::Object(o)) = extra.remove("\u{0}proto") {
             proto.extend(o);
         }
-        // the C module leaves `privkey` out when only the default spec is configured
+        // the C module leaves `privkey` out when MDPrivateKeys is not set
         let privkey = match md.private_keys.as_slice() {
-            [] | [KeySpec::Default] => None,
+            [] => None,
+            [KeySpec::Default] if !md.keys_explicit => None,
             [one] => Some(spec_to_json(one)),
             many => Some(Value::Array(many.iter().map(spec_to_json).collect())),
         };

@@ -28,6 +28,7 @@ pub fn md(name: &str, domains: &[&str], specs: &[KeySpec]) -> ManagedDomain {
         ca_agreement: Some("accepted".into()),
         ca_challenges: vec![],
         private_keys: specs.to_vec(),
+        keys_explicit: specs != [KeySpec::Default],
         renew_mode: RenewMode::Auto,
         renew_window: Timeslice::Percent(33),
         warn_window: Timeslice::Percent(10),
