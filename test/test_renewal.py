@@ -507,8 +507,46 @@ def test_external_account_binding_from_config(httpd_factory, md_module):
                            "MDomain a.test\n" + vhosts("a.test")))
         assert srv.start().started
         wait_staged(srv, "a.test")
+        staged = files_holding(srv.dir / "md", hmac)
         graceful(srv)
         assert issuer_cn(served_chain_ok(srv, peb, "a.test")).startswith("Pebble Intermediate")
+        active = files_holding(srv.dir / "md", hmac)
     finally:
         peb.stop()
+    # The hmac is a credential. The C module leaves it readable by everyone in staging/ and in
+    # accounts/ (observed: 0644); ours: 0600 for the child's staging files, 0640 root:<Group>
+    # for the promoted account, which the child reads.
+    assert {"staging/a.test/md.json", "staging/a.test/account.json"} <= set(staged), staged
+    assert any(f.startswith("accounts/") for f in active), active
+    www = os.geteuid() == 0
+    for f, (mode, uid, gid) in {**staged, **active}.items():
+        if md_module.name == "c":
+            if f.startswith(("staging/", "accounts/")):
+                assert mode == 0o644, (f, oct(mode))
+        elif f.startswith("staging/"):
+            assert mode == 0o600, (f, oct(mode))
+        elif f.startswith("accounts/"):
+            assert mode == 0o640, (f, oct(mode))
+            if www:
+                import grp
+                assert (uid, gid) == (0, grp.getgrnam("www-data").gr_gid), (f, uid, gid)
+        else:
+            assert mode & 0o077 == 0, (f, oct(mode))
+
+
+def files_holding(store, text) -> dict:
+    """{relative path: (mode, uid, gid)} of the store files that contain `text`."""
+    found = {}
+    for dirpath, _, names in os.walk(store):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            try:
+                with open(p, "rb") as f:
+                    if text.encode() in f.read():
+                        st = os.stat(p)
+                        found[os.path.relpath(p, store)] = (stat.S_IMODE(st.st_mode),
+                                                            st.st_uid, st.st_gid)
+            except OSError:
+                pass
+    return found
 
