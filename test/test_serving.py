@@ -160,6 +160,34 @@ def test_http01_traversal_and_encoded_variants_reveal_nothing(httpd_factory, md_
     assert "exit signal" not in srv.error_log()
 
 
+def test_http01_declined_for_static_certificate_files(httpd_factory, md_module):
+    """An MD with MDCertificateFile is never ordered by the module, so a challenge for it is
+    another ACME client's (e.g. a webroot in DocumentRoot): the module declines and the file is
+    served, as the C module does (PR62189), instead of answering 404."""
+    srv = httpd_factory()
+    cert, key = self_signed_pem("a.test")
+    srv.write_file("conf/a.crt", cert)
+    srv.write_file("conf/a.key", key, mode=0o600)
+    srv.write_file("htdocs/.well-known/acme-challenge/tok", "webroot tok.thumb\n")
+    started(srv, PORTMAP + "<MDomain a.test>\n    MDCertificateFile conf/a.crt\n"
+            "    MDCertificateKeyFile conf/a.key\n</MDomain>\nMDomain b.test\n"
+            + http_vhost() + http_vhost("b.test") + ssl_vhost() + ssl_vhost("b.test"))
+    path = "/.well-known/acme-challenge/tok"
+    status, _, body = request(srv.http_port, "a.test", path)
+    assert (status, body) == (200, b"webroot tok.thumb\n")
+    # An MD the module orders for keeps answering itself (404 without challenge data).
+    assert request(srv.http_port, "b.test", path)[0] == 404
+    # A stale challenge file of the module's own (e.g. from before the MD got static files):
+    # the C module answers it, shadowing the other client's file; ours never answers for an
+    # MD it does not order for (a deliberate difference, README).
+    write_challenge(srv, "a.test", {"acme-http-01.txt": b"stale.ours"})
+    status, _, body = request(srv.http_port, "a.test", path)
+    if md_module.name == "c":
+        assert (status, body) == (200, b"stale.ours")
+    else:
+        assert (status, body) == (200, b"webroot tok.thumb\n")
+
+
 def test_require_https_redirects_and_hsts(httpd_factory):
     srv = httpd_factory()
     cert, key = self_signed_pem("a.test")

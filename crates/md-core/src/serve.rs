@@ -222,6 +222,12 @@ pub fn http01(
     if !md.ca_challenges.is_empty() && !md.ca_challenges.iter().any(|c| c == HTTP_01) {
         return Http01::Decline;
     }
+    // Static MDCertificateFiles: we never order for this MD, so a challenge here belongs to
+    // another ACME client (e.g. certbot's webroot in DocumentRoot) and must reach it, as in
+    // the C module (PR62189).
+    if !md.cert_files.is_empty() {
+        return Http01::Decline;
+    }
     if host.starts_with('.') || host.contains(['/', '\\']) || host.contains("..") {
         return Http01::Decline;
     }
@@ -465,6 +471,16 @@ mod tests {
         let list = mds(&["MDCAChallenges dns-01", "MDomain a.org"]);
         assert_eq!(http01(&list, &dir, "a.org", p, true), Http01::Decline);
         let list = mds(&["MDRenewMode manual", "MDomain a.org"]);
+        assert_eq!(http01(&list, &dir, "a.org", p, true), Http01::Decline);
+        // Static certificate files: not even a 404, another client's webroot must answer;
+        // also when a stale challenge file of ours is still there.
+        // (MDCertificateFile is only valid in a section, which mds() does not parse.)
+        let mut list = mds(&["MDomain a.org"]);
+        list[0].cert_files = vec!["/etc/x/cert.pem".into()];
+        list[0].pkey_files = vec!["/etc/x/key.pem".into()];
+        assert_eq!(http01(&list, &dir, "a.org", p, true), Http01::Decline);
+        std::fs::create_dir_all(dir.join("a.org")).unwrap();
+        std::fs::write(dir.join("a.org").join(HTTP01_FILE), "stale").unwrap();
         assert_eq!(http01(&list, &dir, "a.org", p, true), Http01::Decline);
         std::fs::remove_dir_all(dir).unwrap();
     }

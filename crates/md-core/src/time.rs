@@ -283,7 +283,10 @@ pub fn retry_delay(base: Duration, errors: u32, input_related: bool) -> Duration
     }
     let shift = errors.saturating_sub(1).min(63);
     let factor = 1u64 << shift;
-    let ms = (base.as_millis() as u64).saturating_mul(factor);
+    // `as u64` would wrap a huge MDRetryDelay into an arbitrary small one
+    let ms = u64::try_from(base.as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(factor);
     Duration::from_millis(ms).min(MAX_RETRY_DELAY)
 }
 
@@ -291,7 +294,8 @@ pub fn retry_delay(base: Duration, errors: u32, input_related: bool) -> Duration
 /// (from a random source) so that the maths stays testable.
 pub fn jittered(d: Duration, r: f64) -> Duration {
     let r = r.clamp(-0.5, 0.5);
-    d.mul_f64(1.0 + r)
+    // mul_f64 panics beyond Duration::MAX
+    Duration::try_from_secs_f64(d.as_secs_f64() * (1.0 + r)).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]
@@ -308,12 +312,17 @@ mod retry_tests {
         assert_eq!(retry_delay(base, u32::MAX, false), MAX_RETRY_DELAY);
         assert_eq!(retry_delay(base, 0, false), base);
         assert_eq!(retry_delay(base, 1, true), MAX_RETRY_DELAY);
+        // a base whose milliseconds do not fit in u64 is not wrapped into a short delay
+        let huge = Duration::from_secs(1 << 62);
+        assert_eq!(retry_delay(huge, 1, false), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(Duration::MAX, u32::MAX, false), MAX_RETRY_DELAY);
     }
 
     #[test]
     fn jitter_bounds() {
         let d = Duration::from_secs(100);
         assert_eq!(jittered(d, -0.5), Duration::from_secs(50));
+        assert_eq!(jittered(Duration::MAX, 0.5), Duration::MAX);
         assert_eq!(jittered(d, 0.0), d);
         assert_eq!(jittered(d, 0.25), Duration::from_secs(125));
         assert_eq!(jittered(d, 7.0), Duration::from_secs(150));

@@ -337,6 +337,46 @@ fn a_failed_md_is_retried_at_a_restart_unless_the_ca_asked_to_wait() {
 }
 
 #[test]
+fn a_huge_error_count_in_job_json_neither_overflows_nor_drops_the_backoff() {
+    // job.json is written by the child user: its error count may be anything. The next
+    // failure must still count (saturating) and back off for the capped 24 h (+-50 %), not
+    // panic (that loses the watchdog pass) nor wrap to no backoff at all.
+    let m = unreachable_md(Timeslice::Duration(std::time::Duration::from_secs(
+        100 * 86400,
+    )));
+    let d = Driver::new(&m);
+    let now = Utc::now();
+    for veto in [false, true] {
+        let job = JobRecord {
+            name: "a.org".into(),
+            errors: u32::MAX,
+            last_run: Some(now - CDuration::hours(1)),
+            next_run: Some(now - CDuration::minutes(1)),
+            ..Default::default()
+        };
+        d.store.save_job(Group::Staging, "a.org", &job).unwrap();
+        let same_generation = RenewSettings {
+            generation_started: now - CDuration::hours(2),
+            ..Default::default()
+        };
+        let events = match veto {
+            true => Events::new(Some("/bin/false".into()), None),
+            false => no_events(),
+        };
+        let out = d.run(&m, same_generation, events);
+        let MdOutcome::Failed(next) = out else {
+            panic!("{out:?}")
+        };
+        assert!(next >= now + CDuration::hours(12), "veto {veto}: {next}");
+        assert!(
+            next <= Utc::now() + CDuration::hours(36),
+            "veto {veto}: {next}"
+        );
+        assert_eq!(d.job().unwrap().errors, u32::MAX);
+    }
+}
+
+#[test]
 fn a_renewing_veto_counts_as_an_error_with_backoff() {
     let m = unreachable_md(Timeslice::Duration(std::time::Duration::from_secs(
         100 * 86400,

@@ -7,11 +7,12 @@ mod cmod;
 mod storefix;
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cmod::{run, www_data, TempDir};
+use md_core::config::values::Eab;
 use md_core::md::KeySpec;
 use md_core::reg::{ActivateError, Registry};
 use md_core::store::{files, FileKind, FsStore, Group, JobRecord, Store, StoreExt, StoreOptions};
@@ -125,6 +126,91 @@ fn modes_and_owners_follow_the_c_module() {
         mode_owner(&p(&format!("accounts/{acct}/account.pem"))),
         (0o644, 0)
     );
+}
+
+/// The EAB hmac (MDExternalAccountBinding) is a credential: every file holding it is
+/// unreadable by others (the C module leaves staging md.json/account.json and the promoted
+/// accounts/<id>/account.json 0644), while the child user still reads what it needs.
+#[test]
+fn eab_hmac_is_not_readable_by_others() {
+    assert_root();
+    let t = TempDir::new("md-perms-eab");
+    let dir = t.path().join("md");
+    let (uid, gid) = www_data();
+    let opts = || StoreOptions {
+        child_owner: Some((uid, gid)),
+        ..Default::default()
+    };
+    let st = FsStore::open(&dir, opts()).unwrap();
+    let specs = [KeySpec::Default];
+    let hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let mut a = md("a.org", &["a.org"], &specs);
+    a.eab = Some(Eab::Key {
+        kid: "kid-1".into(),
+        hmac: hmac.into(),
+    });
+    put_staged(&st, &a, &CertSet::new(&specs, &["a.org"], 1), true);
+    let mut acct = st.load_account(Group::Staging, "a.org").unwrap().unwrap();
+    acct.eab = Some(serde_json::json!({"kid": "kid-1", "hmac": hmac}));
+    st.save_account(Group::Staging, "a.org", &acct).unwrap();
+    // an MD without EAB keeps the C module's modes
+    let b = md("b.org", &["b.org"], &specs);
+    put_staged(&st, &b, &CertSet::new(&specs, &["b.org"], 2), true);
+    // a proxy URL with a password is a credential too
+    let mut c = md("c.org", &["c.org"], &specs);
+    c.env_own.proxy_url = Some("http://user:pw@127.0.0.1:3128".into());
+    put_staged(&st, &c, &CertSet::new(&specs, &["c.org"], 3), false);
+    let p = |r: &str| -> PathBuf { dir.join(r) };
+    assert_eq!(mode_owner(&p("staging/c.org/md.json")), (0o600, uid));
+    assert!(fs::read_to_string(p("staging/a.org/md.json"))
+        .unwrap()
+        .contains(hmac));
+    assert_eq!(mode_owner(&p("staging/a.org/md.json")), (0o600, uid));
+    assert_eq!(mode_owner(&p("staging/a.org/account.json")), (0o600, uid));
+    assert_eq!(mode_owner(&p("staging/b.org/md.json")), (0o644, uid));
+    assert_eq!(mode_owner(&p("staging/b.org/account.json")), (0o644, uid));
+    // the child (and the request handlers, same user) still read their staging files
+    assert!(as_www_data(&dir, "cat staging/a.org/md.json >/dev/null"));
+
+    // activation as root: the promoted account is root's, readable by the child's group only
+    let reg = Registry::new(st);
+    for (_, r) in reg.load_stagings(["a.org"]) {
+        r.unwrap();
+    }
+    let ids = reg.store().names(Group::Accounts).unwrap();
+    let id = ids
+        .iter()
+        .find(|id| {
+            let a = reg.store().load_account(Group::Accounts, id).unwrap();
+            a.is_some_and(|a| a.eab.is_some())
+        })
+        .expect("promoted EAB account");
+    let acct_json = p(&format!("accounts/{id}/account.json"));
+    assert!(fs::read_to_string(&acct_json).unwrap().contains(hmac));
+    let m = fs::metadata(&acct_json).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o640, 0, gid));
+    assert!(as_www_data(
+        &dir,
+        &format!("cat accounts/{id}/account.json >/dev/null")
+    ));
+    assert!(!Command::new("runuser")
+        .args(["-u", "nobody", "--", "cat"])
+        .arg(&acct_json)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(mode_owner(&p("domains/a.org/md.json")), (0o600, 0));
+
+    // an account.json with an hmac left 0644 (by the C module or an earlier version) is
+    // made 0640 with the child's group when the parent opens the store
+    drop(reg);
+    fs::set_permissions(&acct_json, fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&acct_json, Some(0), Some(0)).unwrap();
+    let st = FsStore::open(&dir, opts()).unwrap();
+    let m = fs::metadata(&acct_json).unwrap();
+    assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o640, 0, gid));
+    drop(st);
 }
 
 /// A small tmpfs, unmounted on drop.

@@ -203,7 +203,7 @@ impl AcmeClient {
             }
             let next = retry_after.unwrap_or(wait).min(policy.deadline - elapsed);
             std::thread::sleep(next);
-            wait = (wait * 2).min(policy.max);
+            wait = wait.saturating_mul(2).min(policy.max);
         }
     }
 

@@ -315,9 +315,8 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             // The admin's command vetoed the renewal (e.g. another cluster node renews). It
             // counts as an error, with backoff, as in the C module.
             crate::md_log!(*self.log, Level::Info, "{name}: renewal vetoed: {e}");
-            job.errors += 1;
-            let delay = retry_delay(self.settings.retry_delay, job.errors, false);
-            let next = now + chrono_of(jittered(delay, super::random_jitter()));
+            job.errors = job.errors.saturating_add(1);
+            let (next, _) = next_attempt(&self.settings, now, job.errors, false, None);
             job.next_run = Some(next);
             self.save(name, &job);
             return MdOutcome::Failed(next);
@@ -379,15 +378,15 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 MdOutcome::Idle(Some(now))
             }
             Err(e) => {
-                job.errors += 1;
-                let base = retry_delay(self.settings.retry_delay, job.errors, e.is_input_related());
-                // The CA's Retry-After wins when it asks for more patience than our backoff;
-                // it is remembered across restarts.
-                let ca_delay = e.retry_after().map(|d| d.min(MAX_CA_DELAY));
-                job.ca_retry_until = ca_delay.map(|d| now + chrono_of(d));
-                let delay =
-                    jittered(base, super::random_jitter()).max(ca_delay.unwrap_or_default());
-                let next = now + chrono_of(delay);
+                job.errors = job.errors.saturating_add(1);
+                let (next, ca_retry_until) = next_attempt(
+                    &self.settings,
+                    now,
+                    job.errors,
+                    e.is_input_related(),
+                    e.retry_after(),
+                );
+                job.ca_retry_until = ca_retry_until;
                 job.next_run = Some(next);
                 let detail = e.to_string();
                 let status = e.apr_status();
@@ -445,13 +444,11 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                     Level::Debug,
                     "{name}: staging is in use by another process"
                 );
-                Err(MdOutcome::Idle(Some(now + chrono_of(BUSY_RETRY))))
+                Err(MdOutcome::Idle(Some(later(now, BUSY_RETRY))))
             }
             Err(e) => {
                 crate::md_log!(*self.log, Level::Err, "{name}: renewal lock: {e}");
-                Err(MdOutcome::Failed(
-                    now + chrono_of(self.settings.retry_delay),
-                ))
+                Err(MdOutcome::Failed(later(now, self.settings.retry_delay)))
             }
         }
     }
@@ -507,11 +504,8 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 MdOutcome::Idle(None)
             }
             Err(_) => {
-                job.errors += 1;
-                let delay = retry_delay(self.settings.retry_delay, job.errors, false);
-                let next = now
-                    + chrono::Duration::from_std(jittered(delay, super::random_jitter()))
-                        .unwrap_or_default();
+                job.errors = job.errors.saturating_add(1);
+                let (next, _) = next_attempt(&self.settings, now, job.errors, false, None);
                 job.next_run = Some(next);
                 MdOutcome::Idle(Some(next))
             }
@@ -910,8 +904,44 @@ fn order_mark<'o>(o: &'o OrderRecord, key: &str) -> Option<&'o str> {
     o.extra.get(key).and_then(|v| v.as_str())
 }
 
-fn chrono_of(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(1))
+/// When to try again after the `errors`-th failed attempt (and, if the CA sent a
+/// `Retry-After`, until when the CA asked us to wait): our jittered backoff, or the CA's delay
+/// when it asks for more patience. The CA's delay is remembered across restarts.
+fn next_attempt(
+    settings: &RenewSettings,
+    now: DateTime<Utc>,
+    errors: u32,
+    input_related: bool,
+    ca_retry_after: Option<Duration>,
+) -> (DateTime<Utc>, Option<DateTime<Utc>>) {
+    backoff(
+        now,
+        retry_delay(settings.retry_delay, errors, input_related),
+        super::random_jitter(),
+        ca_retry_after,
+    )
+}
+
+/// The arithmetic of [`next_attempt`], with the jitter `r` given. Every input may come from
+/// outside (Retry-After from the CA, the error count from job.json, MDRetryDelay): nothing
+/// here may overflow, since a panic would lose the renewal pass.
+fn backoff(
+    now: DateTime<Utc>,
+    base: Duration,
+    r: f64,
+    ca_retry_after: Option<Duration>,
+) -> (DateTime<Utc>, Option<DateTime<Utc>>) {
+    let ca_delay = ca_retry_after.map(|d| d.min(MAX_CA_DELAY));
+    let delay = jittered(base, r).max(ca_delay.unwrap_or_default());
+    (later(now, delay), ca_delay.map(|d| later(now, d)))
+}
+
+/// `now + d`, saturating (a delay beyond chrono's range is read as a day, as a too large
+/// Retry-After is).
+fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(1));
+    now.checked_add_signed(d)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// The outgoing connection settings of an MD (MDCACertificateFile, MDHttpProxy, ...).
@@ -932,6 +962,45 @@ fn http_config(md: &ManagedDomain) -> HttpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_never_overflows() {
+        use crate::acme::parse_retry_after;
+        let now = DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let day = chrono::Duration::days(1);
+        let base = Duration::from_secs(30);
+        // Retry-After of u64::MAX seconds and an HTTP date in year 9999: a day at most
+        for ra in [
+            parse_retry_after("18446744073709551615", now),
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            Some(Duration::MAX),
+        ] {
+            let (next, ca_until) = backoff(now, base, 0.49, ra);
+            assert_eq!((next, ca_until), (now + day, Some(now + day)), "{ra:?}");
+        }
+        // a modest Retry-After wins over a shorter backoff, and is remembered
+        let (next, ca_until) = backoff(now, base, 0.0, Some(Duration::from_secs(600)));
+        let ten = now + chrono::Duration::minutes(10);
+        assert_eq!((next, ca_until), (ten, Some(ten)));
+        // huge error counts and MDRetryDelay values: capped at a day (plus jitter)
+        for (base, errors) in [
+            (base, u32::MAX),
+            (Duration::from_secs(1 << 62), 1),
+            (Duration::MAX, u32::MAX),
+        ] {
+            let d = retry_delay(base, errors, false);
+            let (next, ca_until) = backoff(now, d, 0.5, None);
+            assert_eq!(ca_until, None);
+            assert_eq!(next, now + chrono::Duration::hours(36), "{base:?} {errors}");
+            let (next, _) = backoff(now, d, -0.5, None);
+            assert_eq!(next, now + chrono::Duration::hours(12));
+        }
+        // at the end of time, no panic
+        let (next, _) = backoff(DateTime::<Utc>::MAX_UTC, base, 0.0, Some(Duration::MAX));
+        assert_eq!(next, DateTime::<Utc>::MAX_UTC);
+    }
 
     #[test]
     fn challenge_problems_are_typed() {

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::meta::{HttpdReachability, StoreMeta, STORE_VERSION};
-use super::vfs::{parent_dir, FaultPlan, Vfs};
+use super::vfs::{parent_dir, Chown, FaultPlan, Vfs};
 use super::{files, FileKind, Group, MdLock, OpenError, Store, StoreError};
 
 const STORE_JSON: &str = "md_store.json";
@@ -61,6 +61,17 @@ fn suffixed(p: &Path, suffix: &str) -> PathBuf {
     let mut s = p.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
+}
+
+/// Who a file of `kind` written in `group` belongs to.
+fn chown_for(group: Group, kind: FileKind) -> Chown {
+    if group.child_owned() {
+        Chown::Child
+    } else if kind.secret_for_child_group(group) {
+        Chown::ChildGroup
+    } else {
+        Chown::No
+    }
 }
 
 impl FsStore {
@@ -139,7 +150,9 @@ impl FsStore {
 
     /// The child picks its ACME account in accounts/ (keys are encrypted there). The C module
     /// creates account dirs 0750 and may leave them so: open those (never tighten, never
-    /// follow a link), else the child registers a new account for every renewal.
+    /// follow a link), else the child registers a new account for every renewal. The one
+    /// exception is an account.json holding an EAB hmac in the clear (the C module and our
+    /// earlier versions wrote it 0644): it becomes 0640 with the child's group.
     fn open_accounts_to_child(&self) -> Result<(), StoreError> {
         let top = self.group_dir(Group::Accounts);
         let mut dirs = vec![top.clone()];
@@ -162,7 +175,15 @@ impl FsStore {
                 match fs::symlink_metadata(&p) {
                     Ok(m) if !is_dir && m.is_file() => {
                         let fm = std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777;
-                        if fm & 0o004 == 0 {
+                        if d != top && f == files::ACCOUNT && self.holds_eab(&p) {
+                            let mode = FileKind::Secret.mode(Group::Accounts);
+                            let gid = std::os::unix::fs::MetadataExt::gid(&m);
+                            // (open_accounts_to_child runs only with a child owner)
+                            let other_group = self.vfs.owner.is_some_and(|(_, g)| g != gid);
+                            if fm != mode || other_group {
+                                self.vfs.set_mode(&p, mode, Chown::ChildGroup)?;
+                            }
+                        } else if fm & 0o004 == 0 {
                             self.vfs.set_mode(&p, fm | 0o044, false)?;
                         }
                     }
@@ -171,6 +192,12 @@ impl FsStore {
             }
         }
         Ok(())
+    }
+
+    /// True if the account.json at `path` carries an EAB (its hmac is in the clear).
+    fn holds_eab(&self, path: &Path) -> bool {
+        matches!(self.vfs.read(path), Ok(Some(text))
+            if super::AccountRecord::parse(&text).is_ok_and(|a| a.eab.is_some()))
     }
 
     /// The store directory.
@@ -340,7 +367,7 @@ impl Store for FsStore {
         let path = self.file(group, name, file)?;
         self.ensure_dir(group, name)?;
         self.vfs
-            .write_atomic(&path, data, kind.mode(group), group.child_owned())
+            .write_atomic(&path, data, kind.mode(group), chown_for(group, kind))
     }
 
     fn save_existing(
@@ -356,7 +383,7 @@ impl Store for FsStore {
         // with NotFound, and nothing brings it back.
         match self
             .vfs
-            .write_atomic(&path, data, kind.mode(group), group.child_owned())
+            .write_atomic(&path, data, kind.mode(group), chown_for(group, kind))
         {
             Ok(()) => Ok(true),
             Err(StoreError::Io { source, .. })

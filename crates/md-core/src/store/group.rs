@@ -95,15 +95,27 @@ pub enum FileKind {
     PrivateKey,
     /// Other text (e.g. the http-01 key authorization).
     Text,
+    /// JSON holding a credential in the clear: md.json or account.json with an EAB hmac
+    /// (MDExternalAccountBinding). Never readable by others; the C module leaves these 0644.
+    Secret,
 }
 
 impl FileKind {
     /// File mode for this kind in `group`: plain private keys are always 0600.
     pub fn mode(self, group: Group) -> u32 {
-        if self == FileKind::PrivateKey && group.plain_keys() {
-            0o600
-        } else {
-            group.file_mode()
+        match self {
+            FileKind::PrivateKey if group.plain_keys() => 0o600,
+            // accounts/ is root's and the child must read the account it uses: through the
+            // child's group (see `secret_for_child_group`), not through "others".
+            FileKind::Secret if group == Group::Accounts => 0o640,
+            FileKind::Secret => 0o600,
+            _ => group.file_mode(),
         }
+    }
+
+    /// True when a file of this kind in `group` is written by root but read by the child:
+    /// it gets the child's group (the owner stays root).
+    pub fn secret_for_child_group(self, group: Group) -> bool {
+        self == FileKind::Secret && group == Group::Accounts
     }
 }

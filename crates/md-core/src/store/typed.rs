@@ -18,6 +18,25 @@ pub(crate) fn to_json_bytes<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
     serde_json::to_vec_pretty(v).expect("serializing plain data cannot fail")
 }
 
+/// The kind of a JSON file that holds a credential in the clear or not.
+fn secret_if(secret: bool) -> FileKind {
+    if secret {
+        FileKind::Secret
+    } else {
+        FileKind::Json
+    }
+}
+
+/// md.json carries the MD's EAB hmac and its MDHttpProxy URL, which may hold a password.
+fn md_holds_secret(md: &crate::md::ManagedDomain) -> bool {
+    matches!(md.eab, Some(crate::config::values::Eab::Key { .. }))
+        || md
+            .env_own
+            .proxy_url
+            .as_deref()
+            .is_some_and(|u| u.contains('@'))
+}
+
 /// The file's full path for messages (an admin must find it), else its store-relative name.
 fn display<S: Store + ?Sized>(st: &S, group: Group, name: &str, file: &str) -> String {
     match st.path(group, name, file) {
@@ -57,7 +76,7 @@ pub trait StoreExt: Store {
             &rec.md.name,
             files::MD,
             &rec.to_json(),
-            FileKind::Json,
+            secret_if(md_holds_secret(&rec.md)),
         )
     }
     /// job.json of `(group, name)`.
@@ -76,7 +95,13 @@ pub trait StoreExt: Store {
     }
     /// Write account.json.
     fn save_account(&self, group: Group, id: &str, a: &AccountRecord) -> Result<(), StoreError> {
-        self.save(group, id, files::ACCOUNT, &a.to_json(), FileKind::Json)
+        self.save(
+            group,
+            id,
+            files::ACCOUNT,
+            &a.to_json(),
+            secret_if(a.eab.is_some()),
+        )
     }
     /// order.json.
     fn load_order(&self, group: Group, name: &str) -> Result<Option<OrderRecord>, StoreError> {

@@ -68,6 +68,27 @@ impl FaultPlan {
     }
 }
 
+/// Who a file or directory is chowned to when the store runs as root with a child user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chown {
+    /// Left as created (the writer's).
+    No,
+    /// The child user and group: it writes there.
+    Child,
+    /// Only the child's group, the owner stays: root's file the child must read, others not.
+    ChildGroup,
+}
+
+impl From<bool> for Chown {
+    fn from(chowned: bool) -> Chown {
+        if chowned {
+            Chown::Child
+        } else {
+            Chown::No
+        }
+    }
+}
+
 /// Durable file operations with ownership and mode handling.
 ///
 /// The parent runs as root and writes into directories that the child's user owns
@@ -228,9 +249,10 @@ impl Vfs {
         Ok((self.open_dir(parent_dir(path))?, name))
     }
 
-    fn fchown(&self, f: &File, chowned: bool) -> io::Result<()> {
-        match (chowned, self.owner) {
-            (true, Some((uid, gid))) => std::os::unix::fs::fchown(f, Some(uid), Some(gid)),
+    fn fchown(&self, f: &File, chowned: impl Into<Chown>) -> io::Result<()> {
+        match (chowned.into(), self.owner) {
+            (Chown::Child, Some((uid, gid))) => std::os::unix::fs::fchown(f, Some(uid), Some(gid)),
+            (Chown::ChildGroup, Some((_, gid))) => std::os::unix::fs::fchown(f, None, Some(gid)),
             _ => Ok(()),
         }
     }
@@ -242,7 +264,7 @@ impl Vfs {
         path: &Path,
         data: &[u8],
         mode: u32,
-        chowned: bool,
+        chowned: impl Into<Chown>,
     ) -> Result<(), StoreError> {
         let tmp = tmp_name(path);
         self.write_tmp(&tmp, data, mode, chowned)?;
@@ -283,8 +305,9 @@ impl Vfs {
         tmp: &Path,
         data: &[u8],
         mode: u32,
-        chowned: bool,
+        chowned: impl Into<Chown>,
     ) -> Result<(), StoreError> {
+        let chowned = chowned.into();
         self.step("create", tmp)?;
         let (dir, name) = self.open_parent(tmp).map_err(io_err("create", tmp))?;
         let result = (|| {
@@ -419,7 +442,12 @@ impl Vfs {
 
     /// chmod + chown of an existing path (startup fix-ups), on the open file: a link below
     /// a group dir is an error, never followed.
-    pub(crate) fn set_mode(&self, path: &Path, mode: u32, chowned: bool) -> Result<(), StoreError> {
+    pub(crate) fn set_mode(
+        &self,
+        path: &Path,
+        mode: u32,
+        chowned: impl Into<Chown>,
+    ) -> Result<(), StoreError> {
         let f = self
             .open_file(path, OFlags::RDONLY)
             .map_err(io_err("chmod", path))?;
