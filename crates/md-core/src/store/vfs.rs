@@ -458,10 +458,16 @@ impl Vfs {
             f.set_permissions(fs::Permissions::from_mode(mode))
                 .map_err(io_err("chmod", path))?;
         }
-        match self.owner {
-            Some((uid, gid)) if chowned && (meta.uid(), meta.gid()) == (uid, gid) => Ok(()),
-            _ => self.fchown(&f, chowned).map_err(io_err("chown", path)),
+        let chowned = chowned.into();
+        let right = match (chowned, self.owner) {
+            (Chown::Child, Some(owner)) => (meta.uid(), meta.gid()) == owner,
+            (Chown::ChildGroup, Some((_, gid))) => meta.gid() == gid,
+            _ => true,
+        };
+        if right {
+            return Ok(());
         }
+        self.fchown(&f, chowned).map_err(io_err("chown", path))
     }
 
     /// Open an existing file or directory with `flags`, never following a link below a group
