@@ -54,15 +54,21 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
         test_panic_point("post_config");
         // SAFETY: pconf and s are httpd's live config pool and base server.
         let (state, main) = unsafe { (mod_state(pconf), &srv_conf(s).settings) };
-        // SAFETY: s is live; server_admin is a C string or null.
-        let admin = unsafe { apr::to_string((*s).server_admin) };
         let mut diagnostics = vhosts::check_definitions(&state.config);
         state.mds = state
             .config
             .mds
             .iter()
-            .map(|d| ManagedDomain::resolve_with_admin(d, main, &state.config, Some(&admin)))
+            .map(|d| ManagedDomain::resolve_with_admin(d, main, &state.config, None))
             .collect();
+        // Assign MDs to vhosts now: mod_ssl asks for each SSL vhost's files before our
+        // second post_config runs. An MD without contact takes its first vhost's ServerAdmin
+        // (which httpd merged from the main server when the vhost has none).
+        // SAFETY: s is the live base server.
+        let vhost_list = unsafe { collect_vhosts(s, &state.ssl_servers) };
+        let assignment = vhosts::assign(&state.mds, &vhost_list, &state.config);
+        vhosts::adopt_admin_contacts(&mut state.mds, &vhost_list, &assignment);
+        state.server_mds = vhost_list.iter().map(|v| v.key).zip(assignment).collect();
         diagnostics.extend(vhosts::check_resolved(&state.mds));
         // SAFETY: ap_server_root is httpd's global, set before the config is read.
         let server_root = unsafe { apr::to_string(ffi::ap_server_root) };
@@ -128,12 +134,6 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
                 }
             }
         }
-        // Assign MDs to vhosts now: mod_ssl asks for each SSL vhost's files before our
-        // second post_config runs.
-        // SAFETY: s is the live base server.
-        let vhosts = unsafe { collect_vhosts(s, &state.ssl_servers) };
-        let assignment = vhosts::assign(&state.mds, &vhosts, &state.config);
-        state.server_mds = vhosts.iter().map(|v| v.key).zip(assignment).collect();
         log_s!(
             s,
             Level::Debug,
@@ -284,6 +284,7 @@ unsafe fn collect_vhosts(
                     line: r.defn_line_number,
                 },
                 port: r.port,
+                server_admin: apr::to_string(r.server_admin),
             });
             s = r.next;
         }

@@ -918,8 +918,6 @@ SWEEP_DIFFERS = {
 }
 # Differences not fixed yet: strict xfails (id -> reason).
 SWEEP_XFAIL = {
-    "va": "the C module takes the contact of an MD without one from its vhost's ServerAdmin "
-          "(or MDContactEmail); ours only from the main server",
 }
 
 

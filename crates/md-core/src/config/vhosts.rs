@@ -26,6 +26,8 @@ pub struct VHost {
     pub origin: Origin,
     /// The port of its ServerName (0 when none was given), as httpd keeps it.
     pub port: u16,
+    /// Its ServerAdmin (a vhost without one has the main server's, as httpd merges it).
+    pub server_admin: String,
 }
 
 /// The C module's AH10238 text: an SSL vhost that two or more MDs match (logged when mod_ssl
@@ -206,6 +208,22 @@ pub fn check_resolved(mds: &[ManagedDomain]) -> Vec<Diagnostic> {
             )
         })
         .collect()
+}
+
+/// An MD without a contact (no MDContactEmail) takes the ServerAdmin of the first vhost it
+/// is assigned to, as the C module does when it links MDs to servers; an MD without vhosts
+/// keeps none. `vhost_mds` is [`assign`]'s result.
+pub fn adopt_admin_contacts(mds: &mut [ManagedDomain], vhosts: &[VHost], vhost_mds: &[Vec<usize>]) {
+    for (v, hits) in vhosts.iter().zip(vhost_mds) {
+        let Some(admin) = crate::md::usable_admin(&v.server_admin) else {
+            continue;
+        };
+        for &mi in hits {
+            if mds[mi].contacts.is_empty() {
+                mds[mi].contacts = vec![crate::md::contact_uri(admin)];
+            }
+        }
+    }
 }
 
 /// Assign MDs to vhosts by name (post_config before mod_ssl, so that the certificate hooks
@@ -400,6 +418,34 @@ mod tests {
             .iter()
             .map(|d| ManagedDomain::resolve(d, srv, mc))
             .collect()
+    }
+
+    #[test]
+    fn contacts_from_the_first_vhosts_server_admin() {
+        let c = mc_with(&[
+            "MDomain a.org",
+            "MDomain b.org",
+            "MDomain c.org",
+            "MDomain d.org",
+        ]);
+        let mut mds = resolve(&c);
+        mds[3].contacts = vec!["mailto:own@d.org".into()]; // as from MDContactEmail
+        let mut v = vec![
+            vh("a.org", &[], false),
+            vh("a.org", &[], true),
+            vh("b.org", &[], true),
+            vh("d.org", &[], true),
+        ];
+        v[0].server_admin = "[no address given]".into();
+        v[1].server_admin = "web@a.org".into();
+        v[2].server_admin = "mailto:b@b.org".into();
+        v[3].server_admin = "web@d.org".into();
+        let assignment = assign(&mds, &v, &c.0);
+        adopt_admin_contacts(&mut mds, &v, &assignment);
+        assert_eq!(mds[0].contacts, ["mailto:web@a.org"], "first usable admin");
+        assert_eq!(mds[1].contacts, ["mailto:b@b.org"]);
+        assert!(mds[2].contacts.is_empty(), "no vhost: no contact");
+        assert_eq!(mds[3].contacts, ["mailto:own@d.org"], "MDContactEmail wins");
     }
 
     #[test]

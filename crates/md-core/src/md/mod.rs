@@ -54,6 +54,11 @@ pub struct ManagedDomain {
     pub origin: Origin,
 }
 
+/// A ServerAdmin usable as contact: httpd's placeholder for "none set" is not.
+pub fn usable_admin(admin: &str) -> Option<&str> {
+    (admin != NO_ADMIN && !admin.is_empty()).then_some(admin)
+}
+
 /// `mailto:` is prefixed when missing.
 pub fn contact_uri(email: &str) -> String {
     if email.to_ascii_lowercase().starts_with("mailto:") {
@@ -87,11 +92,10 @@ impl ManagedDomain {
         mc: &ModConfig,
         server_admin: Option<&str>,
     ) -> ManagedDomain {
-        let contact = s.contact.clone().or_else(|| {
-            server_admin
-                .filter(|a| *a != NO_ADMIN && !a.is_empty())
-                .map(String::from)
-        });
+        let contact = s
+            .contact
+            .clone()
+            .or_else(|| server_admin.and_then(usable_admin).map(String::from));
         let env = |f: fn(&EnvSettings) -> &Option<String>| {
             f(&def.env).clone().or_else(|| f(&mc.global.env).clone())
         };
