@@ -681,6 +681,12 @@ const ARI_JSON: &[&str] = &[
 // ---------------------------------------------------------------------------------------------
 // 1. Directive arguments
 
+/// One EC account key for the whole run (signing needs one, its value does not matter).
+fn account_key() -> &'static PrivateKey {
+    static KEY: OnceLock<PrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap())
+}
+
 proptest! {
     #![proptest_config(config(512))]
 
@@ -704,6 +710,14 @@ proptest! {
         let _ = vhosts::glob_match(&s, &t);
         let _ = vhosts::domain_covers(&s, &t);
         let _ = md_core::md::contact_uri(&s);
+        // what becomes of directive values on the way to the CA
+        let _ = md_core::acme::normalize_contact(&s);
+        let _ = md_core::acme::Identifier::from_name(&s);
+        let _ = md_core::acme::dns01_txt_value(&s);
+        let _ = s.parse::<md_core::acme::ChallengeType>();
+        if let Some(mac) = md_core::crypt::b64url_decode(&t) {
+            let _ = md_core::acme::jws::sign_eab(account_key(), &s, &mac, "https://ca.test/acct");
+        }
         let mut map = PortMap::default();
         let _ = map.apply(&s);
         for unit in [Unit::Days, Unit::Hours, Unit::Minutes, Unit::Seconds, Unit::Millis] {
