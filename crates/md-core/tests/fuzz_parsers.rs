@@ -820,16 +820,13 @@ fn vhost() -> impl Strategy<Value = VHost> {
         )
 }
 
+/// A fresh directory for `tag` under cargo's target tmp dir (emptied at first use in each run;
+/// `cargo clean` removes it).
 fn tmp_dir(tag: &str) -> &'static Path {
-    static DIRS: OnceLock<std::sync::Mutex<Vec<tempfile::TempDir>>> = OnceLock::new();
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("md-fuzz-{tag}-"))
-        .tempdir()
-        .expect("temp dir");
-    let path: &'static Path = Box::leak(dir.path().to_path_buf().into_boxed_path());
-    // kept until the process ends (the test binary exits), then left to the OS's /tmp cleaning
-    DIRS.get_or_init(Default::default).lock().unwrap().push(dir);
-    path
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz_parsers-{tag}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    Box::leak(dir.into_boxed_path())
 }
 
 fn eab_dir() -> &'static Path {
