@@ -211,11 +211,21 @@ pub fn http01(
     let Some(token) = path.strip_prefix(ACME_CHALLENGE_PREFIX) else {
         return Http01::Decline;
     };
-    if token.is_empty() || token.contains('/') {
+    // RFC 8555 8.3: a token is base64url. Anything else ('.', '%', NUL, '/', ...) cannot be a
+    // challenge of ours and is left to the rest of httpd.
+    if token.is_empty()
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    {
         return Http01::Decline;
     }
     // Only hosts of our MDs, so the file name below is always a configured, validated name.
     let host = host.to_ascii_lowercase();
+    // An MD may be named "" (names are not DNS-checked): that would be challenges/ itself.
+    if host.is_empty() || host.contains('\0') {
+        return Http01::Decline;
+    }
     let Some(md) = md_for_host(mds, &host) else {
         return Http01::Decline;
     };
@@ -535,5 +545,35 @@ mod tests {
             require_https(None, "a.org", &facts(false, true, "/")),
             HttpsAction::None
         );
+    }
+
+    /// Found by tests/fuzz_parsers.rs: tokens that are not base64url (`%2e%2e`, `..`, NUL)
+    /// were answered with the host's key authorization, and the host "" of an MD named ""
+    /// read `challenges/acme-http-01.txt`.
+    #[test]
+    fn http01_only_base64url_tokens_and_real_hosts() {
+        let dir = tmpdir("http01-tokens");
+        std::fs::create_dir_all(dir.join("a.org")).unwrap();
+        std::fs::write(dir.join("a.org").join(HTTP01_FILE), "tok.thumb").unwrap();
+        std::fs::write(dir.join(HTTP01_FILE), "not for anyone").unwrap();
+        let list = mds(&["MDomain a.org"]);
+        let get = |host: &str, token: &str| {
+            let path = format!("{ACME_CHALLENGE_PREFIX}{token}");
+            http01(&list, &dir, host, &path, true)
+        };
+        assert_eq!(
+            get("a.org", "tok-_09AZ"),
+            Http01::Answer("tok.thumb".into())
+        );
+        for token in [
+            "%2e%2e", "..", "%2f", "tok\0", "tok.x", "tok%00", "tok=", "t~",
+        ] {
+            assert_eq!(get("a.org", token), Http01::Decline, "{token:?}");
+        }
+        let mut empty = mds(&["MDomain a.org"]);
+        empty[0].domains.push(String::new());
+        let path = format!("{ACME_CHALLENGE_PREFIX}tok");
+        assert_eq!(http01(&empty, &dir, "", &path, true), Http01::Decline);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

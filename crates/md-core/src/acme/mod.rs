@@ -26,7 +26,8 @@ pub use challenge::{
     ChallengeSetup, ChallengeType, SetupError,
 };
 pub use client::{
-    parse_retry_after, AcmeClient, ClientOptions, PollPolicy, DEFAULT_BAD_NONCE_RETRIES,
+    error_from_response, parse_retry_after, AcmeClient, ClientOptions, PollPolicy,
+    DEFAULT_BAD_NONCE_RETRIES,
 };
 pub use directory::Directory;
 pub use error::{AccountError, AriError, DirectoryError, OrderError, RequestError, StatusClass};

@@ -138,11 +138,19 @@ impl PrivateKey {
     }
 
     /// Parse a PEM private key (PKCS#1, SEC1 or PKCS#8). With `pass`, an encrypted PKCS#8 key.
+    ///
+    /// The pass phrase goes through a callback, never as a C string: the store secret is raw
+    /// random bytes and may hold NUL (the crate's `_passphrase` variant panics on it). Without
+    /// a pass phrase an encrypted key is an error; OpenSSL's default would prompt on the
+    /// terminal, which blocks an httpd started from a shell.
     pub fn from_pem(pem: &[u8], pass: Option<&[u8]>) -> Result<PrivateKey, CryptError> {
-        let r = match pass {
-            Some(p) => PKey::private_key_from_pem_passphrase(pem, p),
-            None => PKey::private_key_from_pem(pem),
-        };
+        let r = PKey::private_key_from_pem_callback(pem, |buf| match pass {
+            Some(p) if p.len() <= buf.len() => {
+                buf[..p.len()].copy_from_slice(p);
+                Ok(p.len())
+            }
+            _ => Err(openssl::error::ErrorStack::get()),
+        });
         let pkey = r.map_err(|e| CryptError::Parse {
             what: "private key",
             message: e.to_string(),
@@ -318,6 +326,22 @@ mod tests {
             Err(CryptError::Parse { .. })
         ));
         assert!(PrivateKey::from_pem(b"not a key", None).is_err());
+    }
+
+    /// Found by tests/fuzz_parsers.rs: a pass phrase with a NUL byte (as random store secrets
+    /// have) panicked in the crate's CString conversion, and an encrypted key read without a
+    /// pass phrase made OpenSSL prompt "Enter PEM pass phrase:" on the terminal.
+    #[test]
+    fn pem_pass_phrase_with_nul_and_none() {
+        let k = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
+        let pass = [0u8, 1, 0, 2];
+        let enc = k.to_pem_encrypted(&pass).unwrap();
+        let back = PrivateKey::from_pem(&enc, Some(&pass)).unwrap();
+        assert_eq!(k.thumbprint().unwrap(), back.thumbprint().unwrap());
+        assert!(PrivateKey::from_pem(&enc, Some(&[0u8])).is_err());
+        // With a terminal this blocked on a prompt; now it is an error at once.
+        assert!(PrivateKey::from_pem(&enc, None).is_err());
+        assert!(PrivateKey::from_pem(&enc, Some(&[7u8; 2048])).is_err());
     }
 
     #[test]

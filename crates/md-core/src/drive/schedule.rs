@@ -79,7 +79,10 @@ pub fn ready_at(
 pub fn ari_pick(start: DateTime<Utc>, end: DateTime<Utc>, r: f64) -> DateTime<Utc> {
     let span = (end - start).num_milliseconds().max(0) as f64;
     let offset = (span * r.clamp(-0.5, 0.5)).round() as i64;
-    start + ChronoDuration::milliseconds(offset)
+    // Before the earliest representable time (a start near it, r < 0): the earliest.
+    start
+        .checked_add_signed(ChronoDuration::milliseconds(offset))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 #[cfg(test)]
@@ -151,5 +154,9 @@ mod tests {
             at(10) + ChronoDuration::hours(12)
         );
         assert_eq!(ari_pick(at(12), at(10), 0.3), at(12));
+        // Found by tests/fuzz_parsers.rs (a certificate whose notBefore does not parse reads
+        // as the earliest time): this overflowed `DateTime + TimeDelta` and panicked.
+        let min = DateTime::<Utc>::MIN_UTC;
+        assert_eq!(ari_pick(min, at(0), -0.5), min);
     }
 }

@@ -30,7 +30,10 @@ pub fn key_from_pem(pem: &[u8], secret: Option<&[u8]>) -> Result<PKey<Private>, 
             Ok(s.len())
         }),
         (true, None) => return Err("private key is encrypted and no pass phrase is known".into()),
-        (false, _) => PKey::private_key_from_pem(pem),
+        // never OpenSSL's default pass phrase prompt on the terminal
+        (false, _) => {
+            PKey::private_key_from_pem_callback(pem, |_| Err(openssl::error::ErrorStack::get()))
+        }
     };
     r.map_err(|e| format!("cannot decode private key: {e}"))
 }
