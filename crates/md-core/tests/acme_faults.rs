@@ -260,8 +260,13 @@ fn truncated_and_non_json_bodies() {
     ));
     assert!(e.is_retryable());
 
-    // A directory that is neither ACMEv2 nor v1, and a v1 one.
+    // A directory body that is not JSON (garbled, cut short): transient, normal backoff.
     let ca = FakeCa::new(|req, _| path_is(req, "/dir").then(|| Ok(resp(200, &[], "{\"a\":"))));
+    let e = AcmeClient::connect(ca, &format!("{CA}/dir")).unwrap_err();
+    assert!(matches!(e, DirectoryError::NotJson { .. }) && !e.is_input_related());
+    assert!(e.is_retryable());
+    // A directory that is neither ACMEv2 nor v1 (a wrong URL), and a v1 one.
+    let ca = FakeCa::new(|req, _| path_is(req, "/dir").then(|| Ok(resp(200, &[], "{\"a\":1}"))));
     let e = AcmeClient::connect(ca, &format!("{CA}/dir")).unwrap_err();
     assert!(matches!(e, DirectoryError::Unknown { .. }) && e.is_input_related());
     let ca = FakeCa::new(|req, _| {

@@ -56,7 +56,9 @@ impl Directory {
         let unknown = || DirectoryError::Unknown {
             url: url.to_string(),
         };
-        let v: Value = serde_json::from_slice(body).map_err(|_| unknown())?;
+        let v: Value = serde_json::from_slice(body).map_err(|_| DirectoryError::NotJson {
+            url: url.to_string(),
+        })?;
         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
         match (s("newAccount"), s("newOrder"), s("newNonce")) {
             (Some(new_account), Some(new_order), Some(new_nonce)) => {
@@ -123,11 +125,16 @@ mod tests {
         assert!(matches!(e, DirectoryError::AcmeV1 { .. }));
         assert!(e.to_string().contains("version 1"));
         assert!(e.to_string().contains("no longer supported"));
+        // Not JSON at all (garbled, cut short, an error page): the C module's text, retried
+        // with the normal backoff as the C module does.
         let e = Directory::parse("u", b"<html>").unwrap_err();
         assert!(e
             .to_string()
             .starts_with("Unable to understand ACME server response"));
+        assert!(!e.is_input_related() && e.is_retryable());
+        // JSON, but no ACMEv2 directory: a wrong URL, the day-long input backoff.
+        let e = Directory::parse("u", br#"{"newOrder":"o"}"#).unwrap_err();
+        assert!(matches!(e, DirectoryError::Unknown { .. }));
         assert!(e.is_input_related() && !e.is_retryable());
-        assert!(Directory::parse("u", br#"{"newOrder":"o"}"#).is_err());
     }
 }

@@ -233,6 +233,14 @@ pub enum DirectoryError {
         /// Directory URL.
         url: String,
     },
+    /// A body that is not JSON at all (garbled or cut short on the way, an error page of a
+    /// middlebox): the C module's text, but transient, so retried with the normal backoff
+    /// (as the C module does) rather than the day an input error waits.
+    #[error("Unable to understand ACME server response from {url}. Wrong ACME protocol version or link?")]
+    NotJson {
+        /// Directory URL.
+        url: String,
+    },
 }
 
 impl DirectoryError {
@@ -241,7 +249,7 @@ impl DirectoryError {
         match self {
             DirectoryError::Unreachable { source, .. }
             | DirectoryError::BadResponse { source, .. } => source.is_retryable(),
-            DirectoryError::Unavailable { .. } => true,
+            DirectoryError::Unavailable { .. } | DirectoryError::NotJson { .. } => true,
             DirectoryError::Status { status, .. } => *status >= 500 || *status == 429,
             DirectoryError::AcmeV1 { .. } | DirectoryError::Unknown { .. } => false,
         }
@@ -271,7 +279,9 @@ impl DirectoryError {
             | DirectoryError::BadResponse { source, .. } => source.apr_status(),
             DirectoryError::Unavailable { .. } => AprStatus::EAGAIN,
             DirectoryError::Status { .. } => AprStatus::EGENERAL,
-            DirectoryError::AcmeV1 { .. } | DirectoryError::Unknown { .. } => AprStatus::EINVAL,
+            DirectoryError::AcmeV1 { .. }
+            | DirectoryError::Unknown { .. }
+            | DirectoryError::NotJson { .. } => AprStatus::EINVAL,
         }
     }
 }
