@@ -21,3 +21,5 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 python3 -c "import pytest" 2>/dev/null || python3 -m pip install -q pytest
+# test/test_faults.py decrypts the store's encrypted staging keys to compare them with certificates
+python3 -c "import cryptography" 2>/dev/null || python3 -m pip install -q cryptography
