@@ -17,12 +17,14 @@ activates it. Asserted for mod_md-rs (rs):
 - at most one extra order per fault injected (pebble's log; a percentage fault counts as one).
 
 The C module (the reference) runs a subset (C_SUBSET) for comparison: the same checks except
-that its survival and order counts are recorded, not asserted.
+that its survival and order counts are recorded, not asserted. Its crashes seen here (XFAIL:
+a segfault after any failed authorization fetch, an abort on a garbled certificate) are
+expected failures of its cases; see RELIABILITY.md.
 
 Bounded (CI, default): BOUNDED below, every fault kind at one step and every step with one
-fault, plus a few more; about 2-3 minutes. Full cross product of steps x kinds (except
+fault, plus a few more; about 2.5-4 minutes for both modules. Full cross product of steps x kinds (except
 badnonce at directory and nonce, which carry no signed request): MD_FAULTS_FULL=1 (about
-10 minutes per module). Each case's figures (faults injected, survived, orders, seconds to the
+8-10 minutes per module). Each case's figures (faults injected, survived, orders, seconds to the
 certificate) go to MD_FAULTS_JSON (default <tmp>/md-faults-results.json) and a table is
 printed at the end of the session.
 """
@@ -86,15 +88,23 @@ BOUNDED = [
     Case("directory", "garble"),
 ]
 C_SUBSET = {"nonce-503-x2", "account-truncate-x2", "order-garble-x2", "finalize-truncate-x2",
-            "certificate-garble-x2", "directory-garble-x2"}
+            "certificate-garble-x2", "directory-garble-x2", "authz-500-x2"}
 
 
-# Known failures of the reference (the C module is not ours to fix; strict: a case that starts
-# passing is reported).
+# Known failures of the reference, observed here (the C module is not ours to fix). strict: a
+# case that starts passing is reported; not strict where the failure depends on chance.
+_C_AUTHZ_SEGV = ("C mod_md 2.6: a failed authorization fetch ('ACME server authz: unable to "
+                 "parse response for (null)') is followed by a segfault of the renewing child "
+                 "(AH00052 exit signal Segmentation fault)")
 XFAIL = {
-    ("c", "certificate-garble-x2"):
+    ("c", "certificate-garble-x2"): (
         "C mod_md 2.6: a garbled certificate download aborts the renewing child "
         "('[crit] Memory allocation failed, aborting process', AH00052 exit signal Abort)",
+        True),
+    **{("c", f"authz-{k}-x2"): (_C_AUTHZ_SEGV, True) for k in KINDS if k != "badnonce"},
+    # 10 badNonce answers in a row (the C module resends 9 times) fail an authz fetch: then
+    # the segfault above, in most runs
+    ("c", "any-badnonce-90pct"): (_C_AUTHZ_SEGV + ", after 10 badNonce in a row", False),
 }
 
 
@@ -112,8 +122,8 @@ def pytest_generate_tests(metafunc):
         for case in (full_cases() if FULL else BOUNDED):
             if mod == "c" and not FULL and case.id not in C_SUBSET:
                 continue
-            marks = ([pytest.mark.xfail(strict=True, reason=XFAIL[(mod, case.id)])]
-                     if (mod, case.id) in XFAIL else [])
+            xf = XFAIL.get((mod, case.id))
+            marks = [pytest.mark.xfail(strict=xf[1], reason=xf[0])] if xf else []
             params.append(pytest.param(mod, case, id=f"{mod}-{case.id}", marks=marks))
     metafunc.parametrize("fault_mod, fault_case", params)
 
