@@ -404,6 +404,53 @@ fn ca_dies_between_two_steps_of_an_order() {
 }
 
 #[test]
+fn lost_challenge_answer_keeps_local_material_for_the_ca() {
+    // The CA takes the challenge, but its answer is cut off on the way: it validates now, so
+    // the http-01 material must stay (else: a failed validation and a new order next run).
+    // A refused connection never reached the CA: torn down (previous test).
+    for (lost, torn_down) in [
+        (
+            HttpError::Body {
+                url: format!("{CA}/chal/1"),
+                message: "connection closed before message completed".into(),
+            },
+            0,
+        ),
+        (
+            HttpError::Timeout {
+                url: format!("{CA}/chal/1"),
+            },
+            0,
+        ),
+        (
+            HttpError::Connect {
+                url: format!("{CA}/chal/1"),
+                message: "connection reset".into(),
+                cause: md_core::http::ConnectCause::Other,
+            },
+            1,
+        ),
+    ] {
+        let lost = Mutex::new(Some(lost));
+        let ca = FakeCa::new(move |req, _| {
+            (path_is(req, "/chal/1") && req.method == Method::Post)
+                .then(|| Err(lost.lock().unwrap().take().expect("one challenge POST")))
+        });
+        let c = connect(&ca);
+        let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
+        let mut req = CertificateRequest::new(["a.test"]);
+        req.challenges = vec![ChallengeType::Http01];
+        let r = CountingResponder::default();
+        let e = c
+            .obtain_certificate(&account(), &key, &req, &r)
+            .unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        assert_eq!(*r.setups.lock().unwrap(), 1);
+        assert_eq!(*r.teardowns.lock().unwrap(), torn_down, "{e}");
+    }
+}
+
+#[test]
 fn bad_nonce_is_retried_then_bounded() {
     // Two badNonce answers, then success.
     let ca = FakeCa::new(|req, _| {

@@ -3,9 +3,10 @@
 
 use super::{
     select_and_setup, AccountKey, AcmeClient, ChallengeResponder, ChallengeSetup, ChallengeType,
-    Identifier, NewOrder, Order, OrderError,
+    Identifier, NewOrder, Order, OrderError, RequestError,
 };
 use crate::crypt::{make_csr, CertificateChain, CsrOptions, PrivateKey};
+use crate::http::HttpError;
 
 /// What certificate to obtain.
 #[derive(Debug, Clone)]
@@ -73,7 +74,8 @@ impl Drop for Teardown<'_> {
 
 impl AcmeClient {
     /// Obtain a certificate for `key` covering `req.names`, answering challenges through
-    /// `responder` (all material is torn down before returning).
+    /// `responder` (all material is torn down before returning, except the local material of
+    /// a challenge whose answer from the CA was lost: the CA may be validating it).
     pub fn obtain_certificate(
         &self,
         acct: &AccountKey,
@@ -140,7 +142,23 @@ impl AcmeClient {
                 .iter()
                 .any(|c| c.url == chal_url && c.status != "pending");
             if !answered {
-                self.respond_challenge(acct, &chal_url)?;
+                if let Err(e) = self.respond_challenge(acct, &chal_url) {
+                    // The CA may have taken the challenge although its answer was lost on the
+                    // way (cut off, garbled, timed out): it validates now. Local material
+                    // (the http-01 file, the tls-alpn-01 certificate) stays for it, so the
+                    // next run resumes the order and finds the authorization valid, instead
+                    // of a failed validation and a new order. dns-01 records are the admin
+                    // script's: torn down as always.
+                    if answer_may_be_lost(&e)
+                        && td
+                            .setups
+                            .last()
+                            .is_some_and(|s| s.challenge_type != ChallengeType::Dns01)
+                    {
+                        td.setups.pop();
+                    }
+                    return Err(e);
+                }
             }
             pending.push(url.clone());
         }
@@ -188,6 +206,19 @@ impl AcmeClient {
             challenge_setups,
         })
     }
+}
+
+/// A request failed after it was sent: the CA may have acted on it (its answer was cut off,
+/// unreadable, or did not come in time). A refused connection or an answer of the CA (a
+/// status, a problem) is not such a case.
+fn answer_may_be_lost(e: &OrderError) -> bool {
+    matches!(
+        e,
+        OrderError::Request(
+            RequestError::BadResponse { .. }
+                | RequestError::Http(HttpError::Body { .. } | HttpError::Timeout { .. })
+        )
+    )
 }
 
 /// The same identifiers in any order.
