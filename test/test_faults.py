@@ -390,3 +390,43 @@ def test_rs_children_killed_at_each_step(step):
         srv.cleanup()
         if peb is not None:
             peb.stop()
+
+
+# ---- hostile CA texts in the status pages ------------------------------------------------
+
+HOSTILE = '<script>alert("md")</script><img src=x onerror=alert(1)> & "q" \'s\''
+
+
+def test_hostile_ca_problem_text_in_status_pages(md_module):
+    """A CA whose problem `detail` is markup (every newOrder answered 500 with it): the job's
+    error reaches md-status (JSON, so quoted by construction) and the server-status page.
+    Ours escapes it there; the C module prints it raw (a documented difference)."""
+    from test_status import STATUS_LOCATIONS, get_json
+    from test_serving import request
+    srv = HttpdServer(md_module, log_level="warn md:debug", status=True)
+    peb = proxy = None
+    try:
+        peb = Pebble(str(srv.dir), srv.http_port, srv.https_port).start()
+        proxy = FaultProxy(peb, rng_seed=1).start()
+        proxy.set_fault("order", "500", count=10**6, detail=HOSTILE)
+        srv.render("MDServerStatus on\n" + conf(srv, peb, proxy) + STATUS_LOCATIONS)
+        assert srv.start().started
+        job = wait_until(lambda: (j := get_json(srv, f"/md-status/{MD}").get("renewal"))
+                         and j.get("last", {}).get("detail") and j, 60, "a failed renewal")
+        assert HOSTILE in job["last"]["detail"], job["last"]
+        status, _, body = request(srv.http_port, "localhost", "/server-status")
+        assert status == 200
+        html = body.decode()
+        assert "Managed Certificates" in html
+        if md_module.name == "rs":
+            assert "<script>" not in html and "<img" not in html, html
+            assert "&lt;script&gt;alert(&quot;md&quot;)&lt;/script&gt;" in html, html
+        else:
+            assert '<script>alert("md")</script>' in html, html
+        assert "exit signal" not in srv.error_log()
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        srv.cleanup()
+        if peb is not None:
+            peb.stop()

@@ -107,6 +107,7 @@ class Fault:
     percent: Optional[float] = None  # or this share of them
     retry_after: int = 1  # seconds, for 503 and 429
     stall: float = 3.0  # seconds, for stall
+    detail: Optional[str] = None  # the problem `detail` of a 500 (default: a fixed text)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -164,10 +165,10 @@ class FaultProxy:
         return [f"https://{h}:{self.up_port}" for h in ("127.0.0.1", "localhost")]
 
     def set_fault(self, step: str, kind: str, *, count=None, percent=None, retry_after=1,
-                  stall=3.0) -> None:
+                  stall=3.0, detail=None) -> None:
         if step != "*" and step not in STEPS + ("poll", "other"):
             raise ValueError(f"unknown step {step!r}")
-        fault = Fault(kind, count, percent, retry_after, stall)
+        fault = Fault(kind, count, percent, retry_after, stall, detail)
         with self._lock:
             self.faults[step] = fault
 
@@ -411,7 +412,7 @@ class FaultProxy:
             self._stop.wait(f.stall)
             return up, False
         if kind == "500":
-            body = _problem("serverInternal", "fault proxy: injected 500", 500)
+            body = _problem("serverInternal", f.detail or "fault proxy: injected 500", 500)
             self._respond(conn, req, 500, "Internal Server Error",
                           [("Content-Type", "application/problem+json")], body)
             return up, True
