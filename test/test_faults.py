@@ -34,6 +34,7 @@ printed at the end of the session.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -254,12 +255,32 @@ def conf(srv: HttpdServer, peb: Pebble, proxy: FaultProxy) -> str:
             f"MDomain {MD}\n" + vhosts(MD))
 
 
+@contextlib.contextmanager
+def proxied(module_name: str, *, status: bool = False):
+    """(httpd server, pebble, fault proxy) for module_name; all stopped (by PID) at the end."""
+    srv = HttpdServer(module_by_name(module_name), log_level="warn md:debug", status=status)
+    peb = proxy = None
+    try:
+        peb = Pebble(str(srv.dir), srv.http_port, srv.https_port).start()
+        proxy = FaultProxy(peb, rng_seed=1).start()
+        yield srv, peb, proxy
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        srv.cleanup()
+        if peb is not None:
+            peb.stop()
+
+
 # ---- the matrix ------------------------------------------------------------------------
 
 def test_fault(fault_mod, fault_case: Case):
     case = fault_case
-    srv = HttpdServer(module_by_name(fault_mod), log_level="warn md:debug")
-    peb = proxy = None
+    with proxied(fault_mod) as (srv, peb, proxy):
+        _fault_case(case, fault_mod, srv, peb, proxy)
+
+
+def _fault_case(case: Case, fault_mod: str, srv, peb, proxy):
     rec = {"module": fault_mod, "step": case.step, "kind": case.kind,
            "asked": f"{case.percent:g}%" if case.percent is not None else str(case.count),
            "injected": 0, "survived": False, "orders": 0, "seconds_to_cert": None,
@@ -269,8 +290,6 @@ def test_fault(fault_mod, fault_case: Case):
         rec["dir"] = str(srv.dir)
     RESULTS.append(rec)
     try:
-        peb = Pebble(str(srv.dir), srv.http_port, srv.https_port).start()
-        proxy = FaultProxy(peb, rng_seed=1).start()
         proxy.set_fault(case.step, case.kind, count=case.count, percent=case.percent,
                         retry_after=case.retry_after, stall=case.stall)
         srv.render(conf(srv, peb, proxy))
@@ -331,12 +350,6 @@ def test_fault(fault_mod, fault_case: Case):
     except Exception as e:
         rec["error"] = rec["error"] or f"{type(e).__name__}: {str(e)[-1500:]}"
         raise
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        srv.cleanup()
-        if peb is not None:
-            peb.stop()
 
 
 # ---- SIGKILL at each step ------------------------------------------------------------------
@@ -354,11 +367,7 @@ def test_rs_children_killed_at_each_step(step):
     verifies, and no httpd process crashed (the SIGKILLs aside). mod_md-rs only: the C module
     segfaults after several of these faults already (see XFAIL above)."""
     from test_lifecycle import children_of
-    srv = HttpdServer(module_by_name("rs"), log_level="warn md:debug")
-    peb = proxy = None
-    try:
-        peb = Pebble(str(srv.dir), srv.http_port, srv.https_port).start()
-        proxy = FaultProxy(peb, rng_seed=1).start()
+    with proxied("rs") as (srv, peb, proxy):
         proxy.set_fault(step, "stall", count=1, stall=KILL_STALL)
         srv.render(conf(srv, peb, proxy))
         with AccountWatch(srv.dir / "md") as watch:
@@ -384,12 +393,6 @@ def test_rs_children_killed_at_each_step(step):
         log = (srv.error_log() + srv.output()).lower()
         assert "segfault" not in log
         assert all("killed" in line for line in log.splitlines() if "exit signal" in line)
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        srv.cleanup()
-        if peb is not None:
-            peb.stop()
 
 
 # ---- hostile CA texts in the status pages ------------------------------------------------
@@ -403,11 +406,7 @@ def test_hostile_ca_problem_text_in_status_pages(md_module):
     Ours escapes it there; the C module prints it raw (a documented difference)."""
     from test_status import STATUS_LOCATIONS, get_json
     from test_serving import request
-    srv = HttpdServer(md_module, log_level="warn md:debug", status=True)
-    peb = proxy = None
-    try:
-        peb = Pebble(str(srv.dir), srv.http_port, srv.https_port).start()
-        proxy = FaultProxy(peb, rng_seed=1).start()
+    with proxied(md_module.name, status=True) as (srv, peb, proxy):
         proxy.set_fault("order", "500", count=10**6, detail=HOSTILE)
         srv.render("MDServerStatus on\n" + conf(srv, peb, proxy) + STATUS_LOCATIONS)
         assert srv.start().started
@@ -424,9 +423,3 @@ def test_hostile_ca_problem_text_in_status_pages(md_module):
         else:
             assert '<script>alert("md")</script>' in html, html
         assert "exit signal" not in srv.error_log()
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        srv.cleanup()
-        if peb is not None:
-            peb.stop()

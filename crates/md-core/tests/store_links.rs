@@ -13,34 +13,21 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cmod::{run, www_data, TempDir};
+use cmod::{as_www_data, assert_root, www_data, TempDir};
 use md_core::md::KeySpec;
 use md_core::reg::Registry;
 use md_core::store::{files, FileKind, FsStore, Group, Store, StoreExt, StoreOptions};
 use storefix::{md, put_staged, CertSet};
 
-fn assert_root() {
-    let uid = run(Command::new("id").arg("-u"));
-    assert_eq!(
-        uid.trim(),
-        "0",
-        "these tests must run as root (www-data plants)"
-    );
-}
-
 /// Run `sh -c script` as www-data in `dir`, which must succeed (the planting is the premise).
 fn plant(dir: &Path, script: &str) {
-    let ok = Command::new("runuser")
-        .args(["-u", "www-data", "--", "sh", "-c", script])
-        .current_dir(dir)
-        .status()
-        .expect("runuser is required")
-        .success();
-    assert!(ok, "www-data could not plant: {script}");
+    assert!(
+        as_www_data(dir, script),
+        "www-data could not plant: {script}"
+    );
 }
 
 /// A root-owned directory outside the store, with a few root-only files: the victim.
@@ -64,7 +51,10 @@ fn victim_dir(t: &TempDir) -> PathBuf {
 }
 
 /// name -> (content, mode, uid) of every entry of `dir`, and of `dir` itself under "".
-fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32, u32)> {
+/// name -> (content, mode, uid).
+type Snapshot = BTreeMap<String, (Vec<u8>, u32, u32)>;
+
+fn snapshot(dir: &Path) -> Snapshot {
     let mut out = BTreeMap::new();
     let m = fs::symlink_metadata(dir).unwrap();
     out.insert(String::new(), (Vec::new(), m.mode(), m.uid()));
@@ -95,10 +85,11 @@ fn open_store(dir: &Path) -> FsStore {
     .unwrap()
 }
 
-#[test]
-fn links_at_the_names_root_writes_are_replaced_not_followed() {
+/// As root: a victim directory (and its snapshot), and a store in `<tmp>/md` opened with
+/// www-data as the child user, holding a finished staged set for a.org.
+fn staged_store(prefix: &str) -> (TempDir, PathBuf, Snapshot, PathBuf, FsStore) {
     assert_root();
-    let t = TempDir::new("md-links-tmp");
+    let t = TempDir::new(prefix);
     let victim = victim_dir(&t);
     let before = snapshot(&victim);
     let dir = t.path().join("md");
@@ -106,6 +97,12 @@ fn links_at_the_names_root_writes_are_replaced_not_followed() {
     let specs = [KeySpec::Default];
     let a = md("a.org", &["a.org"], &specs);
     put_staged(&st, &a, &CertSet::new(&specs, &["a.org"], 1), true);
+    (t, victim, before, dir, st)
+}
+
+#[test]
+fn links_at_the_names_root_writes_are_replaced_not_followed() {
+    let (_t, victim, before, dir, st) = staged_store("md-links-tmp");
 
     // Every temp name this process will use next is predictable (<file>.<pid>-<n>.tmp), and
     // so are the pair names (<file>.new, <cert>.pair): www-data plants links at all of them.
@@ -133,7 +130,7 @@ fn links_at_the_names_root_writes_are_replaced_not_followed() {
     .unwrap();
     st.save(Group::Staging, "a.org", "x", b"data", FileKind::Text)
         .unwrap();
-    let set = CertSet::new(&specs, &["a.org"], 2);
+    let set = CertSet::new(&[KeySpec::Default], &["a.org"], 2);
     let (s, k, c) = &set.pairs[0];
     st.save_cert_and_key(Group::Staging, "a.org", s, k, std::slice::from_ref(c))
         .unwrap();
@@ -149,15 +146,7 @@ fn links_at_the_names_root_writes_are_replaced_not_followed() {
 
 #[test]
 fn a_staging_dir_swapped_for_a_link_is_never_entered() {
-    assert_root();
-    let t = TempDir::new("md-links-dir");
-    let victim = victim_dir(&t);
-    let before = snapshot(&victim);
-    let dir = t.path().join("md");
-    let st = open_store(&dir);
-    let specs = [KeySpec::Default];
-    let a = md("a.org", &["a.org"], &specs);
-    put_staged(&st, &a, &CertSet::new(&specs, &["a.org"], 1), true);
+    let (_t, victim, before, dir, st) = staged_store("md-links-dir");
     st.lock_md("a.org", true).unwrap();
     drop(st);
     // staging/a.org, challenges/a.org and staging/.locks become links to the victim
@@ -202,13 +191,7 @@ fn a_staging_dir_swapped_for_a_link_is_never_entered() {
 
 #[test]
 fn fifos_devices_and_huge_files_are_refused_without_blocking() {
-    assert_root();
-    let t = TempDir::new("md-links-fifo");
-    let dir = t.path().join("md");
-    let st = open_store(&dir);
-    let specs = [KeySpec::Default];
-    let a = md("a.org", &["a.org"], &specs);
-    put_staged(&st, &a, &CertSet::new(&specs, &["a.org"], 1), true);
+    let (_t, _, _, dir, st) = staged_store("md-links-fifo");
     plant(
         &dir,
         "cd staging/a.org && rm -f job.json md.json && mkfifo job.json && \

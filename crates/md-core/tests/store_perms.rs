@@ -11,35 +11,16 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cmod::{run, www_data, TempDir};
+use cmod::{as_www_data, assert_root, run, www_data, TempDir};
 use md_core::config::values::Eab;
 use md_core::md::KeySpec;
 use md_core::reg::{ActivateError, Registry};
 use md_core::store::{files, FileKind, FsStore, Group, JobRecord, Store, StoreExt, StoreOptions};
 use storefix::{md, put_active, put_staged, CertSet};
 
-fn assert_root() {
-    let uid = run(Command::new("id").arg("-u"));
-    assert_eq!(
-        uid.trim(),
-        "0",
-        "these tests must run as root (they chown and mount)"
-    );
-}
-
 fn mode_owner(p: &Path) -> (u32, u32) {
     let m = fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     (m.mode() & 0o7777, m.uid())
-}
-
-/// Run `sh -c script` as www-data in `dir`; true on exit 0.
-fn as_www_data(dir: &Path, script: &str) -> bool {
-    Command::new("runuser")
-        .args(["-u", "www-data", "--", "sh", "-c", script])
-        .current_dir(dir)
-        .status()
-        .expect("runuser is required")
-        .success()
 }
 
 #[test]

@@ -449,3 +449,19 @@ pub fn staged_finished(store: &Path, md: &str) -> bool {
     };
     v["finished"] == true && v["last"]["status"].as_i64().unwrap_or(0) == 0
 }
+
+/// Fail unless running as root (tests that chown, mount or act as www-data).
+pub fn assert_root() {
+    let uid = run(Command::new("id").arg("-u"));
+    assert_eq!(uid.trim(), "0", "this test must run as root");
+}
+
+/// Run `sh -c script` as www-data in `dir`; true on exit 0.
+pub fn as_www_data(dir: &Path, script: &str) -> bool {
+    Command::new("runuser")
+        .args(["-u", "www-data", "--", "sh", "-c", script])
+        .current_dir(dir)
+        .status()
+        .expect("runuser is required")
+        .success()
+}
