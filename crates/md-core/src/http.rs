@@ -263,7 +263,8 @@ pub trait HttpClient: Send + Sync {
 pub struct HttpConfig {
     /// User-Agent header, e.g. `mod_md-rs/0.1.0`.
     pub user_agent: String,
-    /// PEM file of extra trusted CAs for the ACME server (MDCACertificateFile).
+    /// PEM file of the CAs trusted for the ACME server instead of the system's
+    /// (MDCACertificateFile).
     pub ca_file: Option<PathBuf>,
     /// Proxy URL for all requests (MDHttpProxy).
     pub proxy_url: Option<String>,
@@ -331,7 +332,12 @@ impl ReqwestClient {
         for f in [&cfg.ca_file, &cfg.proxy_ca_file].into_iter().flatten() {
             certs.extend(read_pem_certs(f)?);
         }
-        if !certs.is_empty() {
+        // MDCACertificateFile replaces the system trust store, as libcurl's CAINFO does for
+        // the C module: a private CA's file must not leave every public CA trusted as well.
+        // The proxy's CA file alone adds to it.
+        if cfg.ca_file.is_some() {
+            b = b.tls_certs_only(certs);
+        } else if !certs.is_empty() {
             b = b.tls_certs_merge(certs);
         }
         b = match &cfg.proxy_url {
