@@ -55,6 +55,9 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
         // SAFETY: pconf and s are httpd's live config pool and base server.
         let (state, main) = unsafe { (mod_state(pconf), &srv_conf(s).settings) };
         let mut diagnostics = vhosts::check_definitions(&state.config);
+        for w in state.config.inert_directives(main) {
+            log_s!(s, Level::Warning, "{w}");
+        }
         state.mds = state
             .config
             .mds

@@ -104,6 +104,24 @@ def test_last_eab_hmac_not_base64(ca_env, md_module):
                     "detail": "external account binding HMAC value is not valid base64"}
 
 
+def test_last_mandatory_profile_not_offered(ca_env, md_module):
+    """MDProfile + MDProfileMandatory on, and a CA offering no profiles (Debian's pebble 2.4):
+    the renewal fails with EINVAL in both modules. C records no detail and its order step as
+    activity; ours says which profile the CA lacks (a documented difference)."""
+    def edit(srv, peb, conf):
+        return "MDProfile shortlived\nMDProfileMandatory on\n" + conf, peb.directory_url
+    last, url = first_error(ca_env, edit)
+    if md_module.name == "c":
+        assert last == {"status": 22, "status-description": "Invalid argument",
+                        "activity": "Creating new order, key-spec=default, profile=shortlived, "
+                                    "replacing-cert=none"}, last
+    else:
+        assert last == {"status": 22, "status-description": "Invalid argument",
+                        "detail": f"mandatory ACME profile 'shortlived' is not offered by CA "
+                                  f"{url}",
+                        "activity": "Renewing a.test"}, last
+
+
 def offered_in(text: str, before: str, after: str) -> set:
     """The CA's offered types quoted in a detail (pebble shuffles their order)."""
     assert text.startswith(before) and text.endswith(after), text

@@ -291,6 +291,19 @@ def test_rs_logs_with_md_tag_and_level(rs_factory):
     assert "[md:debug]" not in srv2.error_log()
 
 
+def test_rs_warns_about_directives_it_does_not_act_on(rs_factory):
+    """No silent no-ops: MDStapling and MDRenewViaARI are accepted (a C module config starts)
+    but not implemented yet; each one set is named in a startup warning."""
+    srv = rs_factory(log_level="warn")
+    started(srv, PORTMAP + "MDRenewViaARI on\n<MDomain a.test>\n    MDStapling on\n"
+            "</MDomain>\n" + http_vhost() + ssl_vhost())
+    warnings = [l for l in srv.error_log().splitlines() if "[md:warn]" in l]
+    assert any("MDStapling on (MD a.test): OCSP stapling is not implemented" in l
+               for l in warnings), warnings
+    assert any("MDRenewViaARI on: ARI-driven renewal is not implemented" in l
+               for l in warnings), warnings
+
+
 def test_rs_panic_in_directive_is_a_config_error(rs_factory, monkeypatch):
     srv = rs_factory()
     srv.render("MDRenewWindow 10d\n")

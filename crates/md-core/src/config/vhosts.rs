@@ -421,6 +421,36 @@ mod tests {
     }
 
     #[test]
+    fn inert_directives_are_named_at_startup() {
+        let c = mc_with(&["MDomain a.org"]);
+        assert!(c.0.inert_directives(&c.1).is_empty());
+        let c = mc_with(&[
+            "MDStapling on",
+            "MDStapleOthers on",
+            "MDRenewViaARI on",
+            "MDStaplingRenewWindow 20%",
+            "MDomain a.org",
+        ]);
+        let w = c.0.inert_directives(&c.1);
+        assert_eq!(w.len(), 4, "{w:?}");
+        for d in [
+            "MDStapling on",
+            "MDStapleOthers on",
+            "MDRenewViaARI on",
+            "MDStaplingRenewWindow",
+        ] {
+            assert!(
+                w.iter()
+                    .any(|l| l.starts_with(d) && l.contains("not implemented")),
+                "{d}: {w:?}"
+            );
+        }
+        // off is what the module does anyway: no warning
+        let c = mc_with(&["MDStapling off", "MDRenewViaARI off", "MDomain a.org"]);
+        assert!(c.0.inert_directives(&c.1).is_empty());
+    }
+
+    #[test]
     fn contacts_from_the_first_vhosts_server_admin() {
         let c = mc_with(&[
             "MDomain a.org",

@@ -69,6 +69,9 @@ pub enum RenewError {
     /// No challenge type can work (the C module's AH10173 text).
     #[error("{0}")]
     NoChallenge(String),
+    /// The CA does not offer what the MD requires (MDProfileMandatory).
+    #[error("{0}")]
+    NotOffered(String),
     /// The CA's directory.
     #[error(transparent)]
     Directory(#[from] DirectoryError),
@@ -113,7 +116,7 @@ impl RenewError {
     /// The APR status recorded in job.json `last` (the C module's number for this failure).
     pub fn apr_status(&self) -> AprStatus {
         match self {
-            RenewError::NoChallenge(_) => AprStatus::EINVAL,
+            RenewError::NoChallenge(_) | RenewError::NotOffered(_) => AprStatus::EINVAL,
             RenewError::Directory(e) => e.apr_status(),
             RenewError::Account(e) => e.apr_status(),
             RenewError::Order(e) => e.apr_status(),
@@ -161,6 +164,26 @@ impl RenewError {
             _ => None,
         };
         p.map(|p| p.problem_type.clone())
+    }
+}
+
+/// The profile to order with: MDProfile matched case-insensitively against the CA's
+/// `meta.profiles` (the CA's spelling is sent). Not offered: none, or an error for
+/// MDProfileMandatory (SPEC 1: the renewal fails with EINVAL).
+fn pick_profile(
+    md: &ManagedDomain,
+    dir: &crate::acme::Directory,
+) -> Result<Option<String>, String> {
+    let Some(wanted) = &md.profile else {
+        return Ok(None);
+    };
+    match dir.profiles.keys().find(|k| k.eq_ignore_ascii_case(wanted)) {
+        Some(k) => Ok(Some(k.clone())),
+        None if md.profile_mandatory => Err(format!(
+            "mandatory ACME profile '{wanted}' is not offered by CA {}",
+            dir.url
+        )),
+        None => Ok(None),
     }
 }
 
@@ -662,6 +685,14 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         }
         let http = Arc::new(LazyHttpClient::new(http_config(md)));
         let client = AcmeClient::connect(http, &ca_url)?;
+        let profile = pick_profile(md, client.directory()).map_err(RenewError::NotOffered)?;
+        if let (Some(p), None) = (&md.profile, &profile) {
+            crate::md_log!(
+                *self.log,
+                Level::Warning,
+                "{name}: ACME profile '{p}' is not offered by CA {ca_url}, ordering without one"
+            );
+        }
         let (account_id, acct) = self.account(md, &client, &ca_url)?;
 
         let responder = StoreResponder {
@@ -746,7 +777,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             let req = CertificateRequest {
                 names: md.domains.clone(),
                 challenges: challenges.clone(),
-                profile: md.profile.clone(),
+                profile: profile.clone(),
                 replaces: None,
                 must_staple: md.must_staple,
                 preferred_chain: None,
@@ -962,6 +993,25 @@ fn http_config(md: &ManagedDomain) -> HttpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profile_matched_case_insensitively_or_dropped_unless_mandatory() {
+        let mut dir = crate::acme::Directory::unfetched("https://ca.test/dir");
+        dir.profiles.insert("shortlived".into(), "6 days".into());
+        let mut md = crate::md::tests_support::mds_from_config(&["MDomain a.test"]).remove(0);
+        assert_eq!(pick_profile(&md, &dir), Ok(None));
+        md.profile = Some("ShortLived".into());
+        assert_eq!(pick_profile(&md, &dir), Ok(Some("shortlived".into())));
+        md.profile = Some("tlsserver".into());
+        assert_eq!(pick_profile(&md, &dir), Ok(None));
+        md.profile_mandatory = true;
+        let e = pick_profile(&md, &dir).unwrap_err();
+        assert!(
+            e.contains("mandatory ACME profile 'tlsserver' is not offered"),
+            "{e}"
+        );
+        assert_eq!(RenewError::NotOffered(e).apr_status(), AprStatus::EINVAL);
+    }
 
     #[test]
     fn backoff_never_overflows() {
