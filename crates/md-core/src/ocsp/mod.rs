@@ -10,6 +10,6 @@ pub mod response;
 pub mod stored;
 
 pub use id::{cert_id, response_file_name, OTHER_GROUP};
-pub use request::{build_request, OcspQuery};
+pub use request::{build_request, http_request, responder_urls, OcspQuery};
 pub use response::{check_response, CheckedResponse, OcspError, MAX_RESPONSE_BYTES};
 pub use stored::{CertStatus, StoredResponse};

@@ -85,3 +85,75 @@ fn add_nonce(plain: &[u8], nonce: &[u8]) -> Result<Vec<u8>, OcspError> {
         &der::write(der::SEQUENCE, &tbs_content),
     ))
 }
+
+/// The OCSP responder URLs in the certificate's Authority Information Access extension, in
+/// order; empty when it has none (SPEC 6: no URL means no stapling, a debug line only).
+pub fn responder_urls(cert: &X509Ref) -> Vec<String> {
+    cert.ocsp_responders()
+        .map(|s| s.iter().map(|u| u.to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The HTTP POST of a query to a responder (RFC 6960 A.1: `application/ocsp-request`).
+pub fn http_request(url: &str, query: &OcspQuery) -> crate::http::HttpRequest {
+    crate::http::HttpRequest::post(url, "application/ocsp-request", query.der.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::asn1::Asn1Time;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::{X509Builder, X509NameBuilder, X509};
+
+    fn self_signed() -> X509 {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "t").unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        b.build()
+    }
+
+    /// The nonce extension of a request DER, read back with the DER reader.
+    fn request_nonce(req: &[u8]) -> Option<Vec<u8>> {
+        let (outer, _) = der::read(req)?;
+        let (tbs, _) = der::read(outer.content)?;
+        let ext = der::children(tbs.content)?
+            .into_iter()
+            .find(|t| t.tag == 0xa2)?;
+        let (list, _) = der::read(ext.content)?;
+        let (one, _) = der::read(list.content)?;
+        let parts = der::children(one.content)?;
+        assert_eq!(parts[0].content, der::OID_OCSP_NONCE);
+        Some(parts[1].content.to_vec())
+    }
+
+    #[test]
+    fn request_carries_a_fresh_nonce() {
+        let cert = self_signed();
+        let a = build_request(&cert, &cert).unwrap();
+        let b = build_request(&cert, &cert).unwrap();
+        assert_eq!(a.nonce.len(), NONCE_LEN);
+        assert_ne!(a.nonce, b.nonce);
+        assert_eq!(request_nonce(&a.der), Some(nonce_extn_value(&a.nonce)));
+        // OpenSSL reads it back as a request.
+        assert!(OcspRequest::from_der(&a.der).is_ok());
+        let plain = build_request_with_nonce(&cert, &cert, None).unwrap();
+        assert_eq!(request_nonce(&plain), None);
+        // Adding a nonce twice is refused rather than producing two extensions.
+        assert!(add_nonce(&a.der, &a.nonce).is_err());
+        assert!(responder_urls(&cert).is_empty());
+    }
+}
