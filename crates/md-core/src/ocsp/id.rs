@@ -32,6 +32,14 @@ pub fn group_dir(md_name: Option<&str>) -> &str {
     md_name.unwrap_or(OTHER_GROUP)
 }
 
+/// The response file's path relative to the store directory:
+/// `ocsp/<md name or "other">/ocsp-<id>.json` (SPEC 3.1).
+pub fn response_store_path(md_name: Option<&str>, id: &str) -> std::path::PathBuf {
+    ["ocsp", group_dir(md_name), &response_file_name(id)]
+        .iter()
+        .collect()
+}
+
 /// The certificate id in a response file name (`ocsp-<40 hex>.json`), lower-cased; `None` for
 /// any other file (`job.json`, temporary files).
 pub fn parse_response_file_name(name: &str) -> Option<String> {
@@ -72,5 +80,13 @@ mod tests {
         assert_eq!(parse_response_file_name("ocsp-abc.json"), None);
         assert_eq!(group_dir(None), "other");
         assert_eq!(group_dir(Some("example.org")), "example.org");
+        assert_eq!(
+            response_store_path(None, "ab"),
+            std::path::Path::new("ocsp/other/ocsp-ab.json")
+        );
+        assert_eq!(
+            response_store_path(Some("example.org"), "ab"),
+            std::path::Path::new("ocsp/example.org/ocsp-ab.json")
+        );
     }
 }

@@ -9,7 +9,7 @@ pub mod request;
 pub mod response;
 pub mod stored;
 
-pub use id::{cert_id, response_file_name, OTHER_GROUP};
+pub use id::{cert_id, response_file_name, response_store_path, OTHER_GROUP};
 pub use request::{build_request, http_request, responder_urls, OcspQuery};
 pub use response::{check_response, CheckedResponse, OcspError, MAX_RESPONSE_BYTES};
 pub use stored::{CertStatus, StoredResponse};

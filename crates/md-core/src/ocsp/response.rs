@@ -176,11 +176,17 @@ fn response_status_name(s: OcspResponseStatus) -> &'static str {
     }
 }
 
-/// `Nov 29 19:02:08 2026 GMT` (OpenSSL's print form, maybe with fractional seconds) to UTC.
 fn generalized_to_utc(t: &Asn1GeneralizedTimeRef) -> Result<DateTime<Utc>, OcspError> {
     let text = t.to_string();
-    let trimmed = text.trim_end_matches(" GMT");
-    // Drop fractional seconds, which OCSP responders may send and we do not need.
+    parse_openssl_time(&text)
+        .ok_or_else(|| OcspError::Validity(format!("unreadable time '{text}'")))
+}
+
+/// `Nov 29 19:02:08 2026 GMT`, OpenSSL's print form of an ASN.1 time (the crate offers no
+/// other safe way out of an `Asn1GeneralizedTime`), maybe with fractional seconds, to UTC.
+fn parse_openssl_time(text: &str) -> Option<DateTime<Utc>> {
+    let trimmed = text.trim().strip_suffix("GMT")?.trim_end();
+    // Drop fractional seconds, which responders may send and a stapling schedule ignores.
     let cleaned: String = match trimmed.find('.') {
         Some(dot) => {
             let end = trimmed[dot..].find(' ').map_or(trimmed.len(), |i| dot + i);
@@ -190,8 +196,8 @@ fn generalized_to_utc(t: &Asn1GeneralizedTimeRef) -> Result<DateTime<Utc>, OcspE
     };
     let cleaned = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
     NaiveDateTime::parse_from_str(&cleaned, "%b %d %H:%M:%S %Y")
+        .ok()
         .map(|n| n.and_utc())
-        .map_err(|e| OcspError::Validity(format!("unreadable time '{text}': {e}")))
 }
 
 /// The nonce extension's extnValue content in a DER OCSPResponse, if it has one.
@@ -248,4 +254,78 @@ pub(crate) fn response_nonce(body: &[u8]) -> Result<Option<Vec<u8>>, OcspError> 
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn openssl_time_forms() {
+        let t = |y, mo, d, h, mi, s| Some(Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap());
+        assert_eq!(
+            parse_openssl_time("Nov 29 19:02:08 2026 GMT"),
+            t(2026, 11, 29, 19, 2, 8)
+        );
+        assert_eq!(
+            parse_openssl_time("Nov  5 01:02:03 2026 GMT"),
+            t(2026, 11, 5, 1, 2, 3)
+        );
+        assert_eq!(
+            parse_openssl_time("Nov 29 19:02:08.25 2026 GMT"),
+            t(2026, 11, 29, 19, 2, 8)
+        );
+        assert_eq!(parse_openssl_time("Nov 29 19:02:08 2026"), None);
+        assert_eq!(parse_openssl_time("Bad"), None);
+    }
+
+    #[test]
+    fn garbage_is_refused_without_panic() {
+        let cert = {
+            let pem = include_bytes!("../../tests/fixtures/ocsp-self-signed.pem");
+            openssl::x509::X509::from_pem(pem).unwrap()
+        };
+        let now = Utc::now();
+        for body in [&b""[..], b"\x30", b"\x30\x03\x0a\x01\x00", b"\x30\x80"] {
+            assert!(check_response(body, &cert, &cert, None, now).is_err());
+            let _ = response_nonce(body);
+        }
+        // responseStatus tryLater (3), no responseBytes
+        let err = check_response(b"\x30\x03\x0a\x01\x03", &cert, &cert, None, now).unwrap_err();
+        assert!(
+            matches!(err, OcspError::NotSuccessful(3, "tryLater")),
+            "{err}"
+        );
+        let big = vec![0u8; MAX_RESPONSE_BYTES + 1];
+        assert!(matches!(
+            check_response(&big, &cert, &cert, None, now),
+            Err(OcspError::TooLarge { len, .. }) if len == MAX_RESPONSE_BYTES + 1
+        ));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+        /// Arbitrary bodies, and DER-looking ones: refused or accepted, never a panic.
+        #[test]
+        fn arbitrary_bodies_never_panic(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            tag in proptest::sample::select(vec![0x30u8, 0xa0, 0xa1, 0x04]),
+        ) {
+            let pem = include_bytes!("../../tests/fixtures/ocsp-self-signed.pem");
+            let cert = openssl::x509::X509::from_pem(pem).unwrap();
+            let framed = der::write(tag, &body);
+            for b in [&body[..], &framed[..]] {
+                let _ = response_nonce(b);
+                let _ = check_response(b, &cert, &cert, Some(b"n"), Utc::now());
+            }
+        }
+
+        /// Arbitrary stored-file text: no panic.
+        #[test]
+        fn stored_files_never_panic(text in ".{0,200}") {
+            let _ = StoredResponse::parse(&text);
+        }
+    }
 }
