@@ -307,6 +307,19 @@ fn responses_from_openssl_ocsp() {
     // The stored record round-trips and renews at 33 % before nextUpdate.
     let stored = StoredResponse::parse(&ok.to_json_string()).unwrap();
     assert_eq!(stored, ok);
+    // ... and through the file store, under the certificate's id
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = md_core::store::FsStore::open(store_dir.path(), Default::default()).unwrap();
+    let id = ocsp::cert_id(&pki.leaf).unwrap();
+    ocsp::stored::save(&store, Some("leaf.test"), &id, &ok).unwrap();
+    assert!(store_dir
+        .path()
+        .join(ocsp::response_store_path(Some("leaf.test"), &id))
+        .is_file());
+    assert_eq!(
+        ocsp::stored::load(&store, Some("leaf.test"), &id).unwrap(),
+        Some(ok.clone())
+    );
     assert_eq!(
         (stored.valid.until - stored.renew_at(&ocsp::stored::DEFAULT_RENEW_WINDOW)).num_seconds(),
         300 * 33 / 100

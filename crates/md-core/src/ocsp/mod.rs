@@ -12,4 +12,4 @@ pub mod stored;
 pub use id::{cert_id, response_file_name, response_store_path, OTHER_GROUP};
 pub use request::{build_request, http_request, responder_urls, OcspQuery};
 pub use response::{check_response, CheckedResponse, OcspError, MAX_RESPONSE_BYTES};
-pub use stored::{CertStatus, StoredResponse};
+pub use stored::{CertStatus, StoredResponse, DEFAULT_RENEW_WINDOW};

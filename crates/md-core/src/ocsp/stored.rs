@@ -15,8 +15,10 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use super::id::{group_dir, response_file_name};
 use crate::drive::schedule::Validity;
 use crate::store::{format_http_date, parse_http_date};
+use crate::store::{FileKind, Group, Store, StoreError};
 use crate::time::Timeslice;
 
 /// Default MDStaplingRenewWindow: 33 % of the response's lifetime.
@@ -137,6 +139,42 @@ impl StoredResponse {
     }
 }
 
+/// Read the stored response of certificate `id` in `ocsp/<md or other>/`; `Ok(None)` when
+/// there is none. An unreadable file is an error (the caller logs it and fetches anew).
+pub fn load(
+    store: &(impl Store + ?Sized),
+    md_name: Option<&str>,
+    id: &str,
+) -> Result<Option<StoredResponse>, StoreError> {
+    let (dir, file) = (group_dir(md_name), response_file_name(id));
+    let Some(data) = store.load(Group::Ocsp, dir, &file)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&data);
+    StoredResponse::parse(&text)
+        .map(Some)
+        .map_err(|e| StoreError::Json {
+            path: format!("ocsp/{dir}/{file}"),
+            detail: e.to_string(),
+        })
+}
+
+/// Write the response of certificate `id` atomically to `ocsp/<md or other>/ocsp-<id>.json`.
+pub fn save(
+    store: &(impl Store + ?Sized),
+    md_name: Option<&str>,
+    id: &str,
+    resp: &StoredResponse,
+) -> Result<(), StoreError> {
+    store.save(
+        Group::Ocsp,
+        group_dir(md_name),
+        &response_file_name(id),
+        resp.to_json_string().as_bytes(),
+        FileKind::Json,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +233,34 @@ mod tests {
         assert!(matches!(
             StoredResponse::parse(bad_date),
             Err(StoredError::Field("valid.from"))
+        ));
+    }
+
+    #[test]
+    fn store_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::store::FsStore::open(dir.path(), crate::store::StoreOptions::default()).unwrap();
+        let id = "a9993e364706816aba3e25717850c26c9cd0d89d";
+        assert_eq!(load(&store, None, id).unwrap(), None);
+        save(&store, None, id, &sample()).unwrap();
+        save(&store, Some("example.org"), id, &sample()).unwrap();
+        assert!(dir
+            .path()
+            .join("ocsp/other/ocsp-a9993e364706816aba3e25717850c26c9cd0d89d.json")
+            .is_file());
+        assert_eq!(
+            load(&store, Some("example.org"), id).unwrap(),
+            Some(sample())
+        );
+        std::fs::write(
+            dir.path().join("ocsp/other").join(response_file_name(id)),
+            "{}",
+        )
+        .unwrap();
+        assert!(matches!(
+            load(&store, None, id),
+            Err(StoreError::Json { .. })
         ));
     }
 
