@@ -100,6 +100,11 @@ pub fn check_response(
             max: MAX_RESPONSE_BYTES,
         });
     }
+    // OpenSSL's parser ignores bytes after the response; we staple the body as received, so
+    // it must be exactly one DER element.
+    if der::read(body).is_some_and(|(_, rest)| !rest.is_empty()) {
+        return Err(OcspError::Encoding("data after the OCSP response".into()));
+    }
     let resp = OcspResponse::from_der(body).map_err(OcspError::Unparseable)?;
     let status = resp.status();
     if status != OcspResponseStatus::SUCCESSFUL {
@@ -296,6 +301,11 @@ mod tests {
         assert!(
             matches!(err, OcspError::NotSuccessful(3, "tryLater")),
             "{err}"
+        );
+        let trailing = check_response(b"\x30\x03\x0a\x01\x03\x00", &cert, &cert, None, now);
+        assert!(
+            matches!(trailing, Err(OcspError::Encoding(_))),
+            "{trailing:?}"
         );
         let big = vec![0u8; MAX_RESPONSE_BYTES + 1];
         assert!(matches!(
