@@ -18,6 +18,7 @@ pub mod event;
 pub mod http;
 pub mod log;
 pub mod md;
+pub mod ocsp;
 pub mod reg;
 pub mod serve;
 pub mod status;
