@@ -153,6 +153,29 @@ def test_http01_two_names_staged_activated_served(ca_env, md_module):
     assert not (srv.dir / "md" / "staging" / "a.test").exists()
 
 
+@pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
+def test_rs_ip_address_certificate(rs_ca_env, challenge):
+    """`MDomain 127.0.0.1` (RFC 8738 IP identifier): obtained from pebble over http-01 and over
+    tls-alpn-01 (RFC 8737: the challenge is sent without SNI; the reverse-DNS name identifies
+    it), served for a handshake to the address, with the address as an IP SAN. mod_md-rs only: the C module orders IP addresses as DNS names (#414)."""
+    srv, peb = rs_ca_env()
+    protocols = "    Protocols http/1.1 acme-tls/1\n" if challenge == "tls-alpn-01" else ""
+    srv.render(md_conf(srv, peb, "MDomain 127.0.0.1\n" + vhosts("127.0.0.1", extra=protocols),
+                       challenges=challenge))
+    assert srv.start().started
+    wait_staged(srv, "127.0.0.1")
+    graceful(srv)
+    root = srv.dir / "pebble-root.pem"
+    root.write_text(peb.root_pem())
+    ctx = ssl.create_default_context(cafile=str(root))
+    with socket.create_connection(("127.0.0.1", srv.https_port), timeout=10) as sock:
+        # no SNI for an address: the default (first) SSL vhost, the MD's
+        with ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+            cert = tls.getpeercert()
+    assert ("IP Address", "127.0.0.1") in cert["subjectAltName"], cert["subjectAltName"]
+    assert issuer_cn(cert).startswith("Pebble Intermediate CA")
+
+
 def test_tls_alpn01(ca_env, md_module):
     srv, peb = ca_env()
     srv.render(md_conf(srv, peb, "MDomain a.test\n"

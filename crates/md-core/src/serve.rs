@@ -66,6 +66,9 @@ pub fn tls_alpn01_pems(
     host: &str,
 ) -> std::io::Result<Option<(String, String)>> {
     let host = host.to_ascii_lowercase();
+    // An IP identifier's challenge comes with the address's reverse-DNS name as SNI (RFC 8738
+    // section 6); its material is filed under the address.
+    let host = ip_of_reverse_name(&host).unwrap_or(host);
     let Some(md) = md_for_host(mds, &host) else {
         return Ok(None);
     };
@@ -89,6 +92,42 @@ pub fn tls_alpn01_pems(
         }
     }
     Ok(None)
+}
+
+/// The address a reverse-DNS name stands for (`4.3.2.1.in-addr.arpa` -> `1.2.3.4`, 32 nibbles
+/// of `ip6.arpa` -> the IPv6 address in its canonical text form), as the CA names it.
+pub fn ip_of_reverse_name(name: &str) -> Option<String> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if let Some(v4) = name.strip_suffix(".in-addr.arpa") {
+        let mut octets: Vec<u8> = v4
+            .split('.')
+            .map(|o| o.parse().ok().filter(|_| !o.is_empty() && o.len() <= 3))
+            .collect::<Option<_>>()?;
+        if octets.len() != 4 {
+            return None;
+        }
+        octets.reverse();
+        let a: [u8; 4] = octets.try_into().ok()?;
+        return Some(std::net::Ipv4Addr::from(a).to_string());
+    }
+    let v6 = name.strip_suffix(".ip6.arpa")?;
+    let nibbles: Vec<u8> = v6
+        .split('.')
+        .map(|n| {
+            (n.len() == 1)
+                .then(|| u8::from_str_radix(n, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()?;
+    if nibbles.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (i, pair) in nibbles.rchunks(2).enumerate() {
+        // reversed: the last nibble in the name is the first (high) one of the address
+        bytes[i] = (pair[1] << 4) | pair[0];
+    }
+    Some(std::net::Ipv6Addr::from(bytes).to_string())
 }
 
 /// Keys for fallback certificates, one per key type, shared by all MDs of a config pass.
@@ -331,6 +370,33 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn reverse_names_of_addresses() {
+        assert_eq!(
+            ip_of_reverse_name("1.0.0.127.in-addr.arpa").as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            ip_of_reverse_name("4.3.2.1.in-addr.arpa.").as_deref(),
+            Some("1.2.3.4")
+        );
+        let v6 = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa";
+        assert_eq!(ip_of_reverse_name(v6).as_deref(), Some("2001:db8::1"));
+        let v6 = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa";
+        assert_eq!(ip_of_reverse_name(v6).as_deref(), Some("::1"));
+        for bad in [
+            "a.test",
+            "1.0.127.in-addr.arpa",
+            "256.0.0.127.in-addr.arpa",
+            "x.0.0.127.in-addr.arpa",
+            "0.0.0.0.1.in-addr.arpa",
+            "1.ip6.arpa",
+            "11.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+        ] {
+            assert_eq!(ip_of_reverse_name(bad), None, "{bad}");
+        }
     }
 
     #[test]
