@@ -90,6 +90,8 @@ BOUNDED = [
     Case("challenge", "truncate"),
     Case("certificate", "garble"),
     Case("directory", "garble"),
+    Case("poll", "500"),
+    Case("poll", "garble"),
 ]
 C_SUBSET = {"nonce-503-x2", "account-truncate-x2", "order-garble-x2", "finalize-truncate-x2",
             "certificate-garble-x2", "directory-garble-x2", "authz-500-x2"}
@@ -423,3 +425,31 @@ def test_hostile_ca_problem_text_in_status_pages(md_module):
         else:
             assert '<script>alert("md")</script>' in html, html
         assert "exit signal" not in srv.error_log()
+
+
+# ---- several MDs at once ---------------------------------------------------------------------
+
+def test_rs_faults_with_three_mds_renewing_at_once():
+    """Three MDs renewing concurrently through one faulty CA (authz 503 x3, finalize dropped
+    x2, 30 % badNonce): each MD is staged with exactly one order, one shared account key that
+    never changes, matching pairs, no crash."""
+    mds = ("m1.test", "m2.test", "m3.test")
+    with proxied("rs") as (srv, peb, proxy):
+        proxy.set_fault("authz", "503", count=3)
+        proxy.set_fault("finalize", "drop", count=2)
+        body = conf(srv, peb, proxy).replace(f"MDomain {MD}\n" + vhosts(MD), "")
+        srv.render(body + "".join(f"MDomain {m}\n" + vhosts(m) for m in mds))
+        with AccountWatch(srv.dir / "md") as watch:
+            assert srv.start().started
+            proxy.set_fault("*", "badnonce", percent=30)
+            for m in mds:
+                wait_staged(srv, m, timeout=LIMIT)
+            proxy.clear_faults()
+            assert proxy.injected("authz", "503") == 3 and proxy.injected("finalize", "drop") == 2
+            for m in mds:
+                st = srv.dir / "md" / "staging" / m
+                assert key_matches_cert(st / "privkey.pem", st / "pubcert.pem", srv.dir / "md")
+        assert len(peb.orders()) == len(mds), peb.orders()
+        assert watch.changes == [] and watch.keys() == 1, (watch.changes, list(watch.first))
+        assert crashes(srv) == 0, srv.error_log()[-3000:]
+

@@ -101,13 +101,18 @@ impl AcmeClient {
             profile: req.profile.clone(),
             replaces: req.replaces.clone(),
         };
-        let resumed = req
-            .resume
-            .as_deref()
-            .and_then(|url| self.get_order(acct, url).ok())
-            .filter(|o| {
-                o.status != "invalid" && same_identifiers(&o.identifiers, &new.identifiers)
-            });
+        // Only a definite answer about the order to resume (gone, not ours, invalid, other
+        // names) makes a new one: a CA or network hiccup on this fetch ends the run, and the
+        // next one resumes (a new order per hiccup would count against the CA's limits).
+        let resumed = match req.resume.as_deref().map(|url| self.get_order(acct, url)) {
+            None => None,
+            Some(Ok(o)) => Some(o),
+            Some(Err(OrderError::Request(e))) if e.is_retryable() && !e.is_not_found() => {
+                return Err(OrderError::Request(e))
+            }
+            Some(Err(_)) => None,
+        }
+        .filter(|o| o.status != "invalid" && same_identifiers(&o.identifiers, &new.identifiers));
         let order = match resumed {
             Some(o) => o,
             None => self.new_order(acct, &new)?,
