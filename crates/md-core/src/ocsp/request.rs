@@ -102,28 +102,15 @@ pub fn http_request(url: &str, query: &OcspQuery) -> crate::http::HttpRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openssl::asn1::Asn1Time;
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
-    use openssl::x509::{X509Builder, X509NameBuilder, X509};
+    use crate::crypt::{make_fallback_cert, EcCurve, KeyType, PrivateKey};
+    use openssl::x509::X509;
 
     fn self_signed() -> X509 {
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "t").unwrap();
-        let name = name.build();
-        let mut b = X509Builder::new().unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-            .unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        b.build()
+        let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
+        make_fallback_cert(&["t".to_string()], &key)
+            .unwrap()
+            .x509()
+            .clone()
     }
 
     /// The nonce extension of a request DER, read back with the DER reader.
