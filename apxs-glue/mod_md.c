@@ -112,6 +112,10 @@ void md_rs_glue_register_hooks(apr_pool_t *p)
     ap_hook_ssl_add_fallback_cert_files(md_rs_add_fallback_cert_files, NULL, NULL,
                                         APR_HOOK_MIDDLE);
 
+    /* OCSP stapling: mod_ssl asks us first (for every certificate with an issuer). */
+    ap_hook_ssl_ocsp_prime_hook(md_rs_ocsp_prime, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_ssl_ocsp_get_resp_hook(md_rs_ocsp_get_resp, NULL, NULL, APR_HOOK_MIDDLE);
+
     /* http-01 answers run before authentication (so they work behind access restrictions);
      * the HTTPS redirect runs after mod_ssl has marked the request as secure or not. */
     ap_hook_post_read_request(md_rs_http_challenge, NULL, NULL, APR_HOOK_MIDDLE);

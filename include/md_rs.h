@@ -7,6 +7,7 @@
 #include <httpd.h>
 #include <http_config.h>
 #include <mod_watchdog.h>
+#include <http_ssl.h>
 
 /* The module record, defined in Rust (src/module.rs). */
 extern module AP_MODULE_DECLARE_DATA md_module;
@@ -41,6 +42,10 @@ void md_rs_child_init(apr_pool_t *pchild, server_rec *s);
 int md_rs_status_handler(request_rec *r);
 int md_rs_certificate_status(request_rec *r);
 int md_rs_status_hook(request_rec *r, int flags);
+int md_rs_ocsp_prime(server_rec *s, apr_pool_t *p, const char *id, apr_size_t id_len,
+                     const char *pem);
+int md_rs_ocsp_get_resp(server_rec *s, conn_rec *c, const char *id, apr_size_t id_len,
+                        ap_ssl_ocsp_copy_resp *cb, void *userdata);
 int md_rs_add_cert_files(server_rec *s, apr_pool_t *p, apr_array_header_t *cert_files,
                          apr_array_header_t *key_files);
 

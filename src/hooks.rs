@@ -82,6 +82,11 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
         let Some(registry) = open_store_logged(s, &state.store_dir).map(Registry::new) else {
             return FAILED;
         };
+        // mod_ssl primes the certificates to staple before our second post_config.
+        state.ocsp = std::sync::Arc::new(md_core::ocsp::OcspRegistry::new(
+            state.store_dir.clone(),
+            state.config.global.stapling_renew_window,
+        ));
         if diagnostics.iter().any(|d| d.fatal) {
             return report(s, &diagnostics);
         }
@@ -407,18 +412,43 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
                 md: md.clone(),
                 support: support_of(md),
                 active: std::sync::Mutex::new(ActiveCerts::from_snapshot(snap)),
+                revoked: Default::default(),
             })
             .collect();
+        let g = &state.config.global;
+        let defaults = RenewSettings::default();
+        let retry_delay = g.retry_delay.unwrap_or(defaults.retry_delay);
+        if let Some(store) = open_store_logged(s, &state.store_dir) {
+            let registry = state.ocsp.clone();
+            let events = events_of(state);
+            // SAFETY: pconf and s are live; the watchdog data is owned by pconf.
+            let started = unsafe {
+                crate::ocsp::start(
+                    pconf,
+                    s,
+                    registry,
+                    store,
+                    &state.config,
+                    events,
+                    retry_delay,
+                )
+            };
+            if let Err(rv) = started {
+                log_s!(
+                    s,
+                    Level::Err,
+                    "unable to start the OCSP watchdog (status {rv})"
+                );
+            }
+        }
         if watched.is_empty() {
             return OK;
         }
         let Some(store) = open_store_logged(s, &state.store_dir) else {
             return FAILED;
         };
-        let g = &state.config.global;
-        let defaults = RenewSettings::default();
         let settings = RenewSettings {
-            retry_delay: g.retry_delay.unwrap_or(defaults.retry_delay),
+            retry_delay,
             retry_failover: g.retry_failover.unwrap_or(defaults.retry_failover),
             activation_delay: g.activation_delay.unwrap_or_default(),
             dns01_version: g.dns01_version.unwrap_or(1),
@@ -432,6 +462,7 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             events: events_of(state),
             check_interval: g.check_interval,
             initial_delay: g.initial_delay,
+            ocsp: state.ocsp.clone(),
         };
         // SAFETY: pconf and s are live; the watchdog data is owned by pconf.
         let started = unsafe { watchdog::start(pconf, s, plan) };

@@ -14,6 +14,7 @@ mod guard;
 mod hooks;
 mod log;
 mod module;
+mod ocsp;
 mod redirect;
 mod request;
 mod restart;

@@ -26,6 +26,9 @@ pub struct ModState {
     pub status: Vec<md_core::status::MdSnapshot>,
     /// Keys for fallback certificates made in this generation (one per key type).
     pub fallback_keys: md_core::serve::FallbackKeys,
+    /// The certificates mod_ssl primed for stapling (filled in the parent while mod_ssl
+    /// configures its vhosts, read-only afterwards).
+    pub ocsp: std::sync::Arc<md_core::ocsp::OcspRegistry>,
     /// The store, opened in post_config (parent).
     pub registry: Option<md_core::reg::Registry<md_core::store::FsStore>>,
 }

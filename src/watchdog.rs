@@ -34,9 +34,9 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 /// How long an exiting child waits for running renewals.
 const EXIT_WAIT: Duration = Duration::from_secs(10);
 
-struct InFlight;
+pub(crate) struct InFlight;
 impl InFlight {
-    fn enter() -> InFlight {
+    pub(crate) fn enter() -> InFlight {
         IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
         InFlight
     }
@@ -89,6 +89,8 @@ pub struct WatchedMd {
     /// Its active certificates as the parent read them (the child cannot read `domains/`
     /// nor root-only static files); a renewal staged in this child replaces them.
     pub active: Mutex<ActiveCerts>,
+    /// A stored OCSP response said `revoked`: renewing at once (once per generation).
+    pub revoked: AtomicBool,
 }
 
 /// What the renewal watchdog works on, prepared in the parent.
@@ -107,6 +109,8 @@ pub struct RenewPlan {
     pub check_interval: Option<Duration>,
     /// MDInitialDelay.
     pub initial_delay: Option<Duration>,
+    /// The stapled certificates (their stored responses tell of revocations).
+    pub ocsp: std::sync::Arc<md_core::ocsp::OcspRegistry>,
 }
 
 struct RenewWatch {
@@ -183,7 +187,7 @@ unsafe extern "C" fn renew_callback(
 
 /// This child is going away: it exits (pool cleanup), or httpd told it to stop (graceful
 /// restart: a new generation's child takes over the renewals).
-fn stopping() -> bool {
+pub(crate) fn stopping() -> bool {
     if STOPPING.load(Ordering::SeqCst) {
         return true;
     }
@@ -223,6 +227,21 @@ fn run_pass(watch: &RenewWatch) -> Duration {
                     break;
                 };
                 let mut active = w.active.lock().unwrap_or_else(|p| p.into_inner());
+                if w.md.stapling
+                    && !w.revoked.load(Ordering::SeqCst)
+                    && plan.ocsp.revoked_in(&w.md.name)
+                {
+                    // SPEC 6: a revoked certificate of an MD with stapling is renewed at once.
+                    w.revoked.store(true, Ordering::SeqCst);
+                    md_core::md_log!(
+                        log,
+                        Level::Warning,
+                        "{}: OCSP reports a certificate revoked, renewing it now",
+                        w.md.name
+                    );
+                    active.incomplete = Some("certificate is revoked".into());
+                    active.fits.iter_mut().for_each(|f| *f = false);
+                }
                 let until = match renewer.run_md(&w.md, w.support, &mut active, now) {
                     MdOutcome::Idle(Some(t)) | MdOutcome::Failed(t) => Some(t),
                     MdOutcome::Idle(None) | MdOutcome::Staged => None,

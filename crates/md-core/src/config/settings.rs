@@ -201,8 +201,6 @@ impl ModConfig {
     /// startup warnings: nothing the admin wrote may be ignored silently. `main` is the main
     /// server's settings.
     pub fn inert_directives(&self, main: &Settings) -> Vec<String> {
-        const OCSP: &str = "OCSP stapling is not implemented in mod_md-rs yet: no response is \
-                            fetched or stapled (see README, Status)";
         const ARI: &str = "ARI-driven renewal is not implemented in mod_md-rs yet: renewals \
                            follow MDRenewWindow only (see README, Status)";
         let mut out = Vec::new();
@@ -211,21 +209,9 @@ impl ModConfig {
             .iter()
             .map(|d| (format!(" (MD {})", d.domains[0]), &d.settings));
         for (where_, st) in std::iter::once((String::new(), main)).chain(sections) {
-            if st.stapling == Some(true) {
-                out.push(format!("MDStapling on{where_}: {OCSP}"));
-            }
-            if st.staple_others == Some(true) {
-                out.push(format!("MDStapleOthers on{where_}: {OCSP}"));
-            }
             if st.ari_renewals == Some(true) {
                 out.push(format!("MDRenewViaARI on{where_}: {ARI}"));
             }
-        }
-        if self.global.stapling_keep_response.is_some() {
-            out.push(format!("MDStaplingKeepResponse: {OCSP}"));
-        }
-        if self.global.stapling_renew_window.is_some() {
-            out.push(format!("MDStaplingRenewWindow: {OCSP}"));
         }
         out
     }
