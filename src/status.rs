@@ -13,31 +13,43 @@ use crate::ffi;
 use crate::guard::{guard, test_panic_point};
 use crate::request::Request;
 use crate::state::{mod_state_ref, ModState};
-use md_core::status::{self, CheckAt, MdSnapshot, MdView, Renewal};
+use md_core::status::{self, CheckAt, MdSnapshot, MdView, Renewal, StaplingView};
 
 /// The exact path of the certificate-status resource.
 const CERT_STATUS_PATH: &str = "/.httpd/certificate-status";
 
-fn view<'a>(state: &ModState, snap: &'a MdSnapshot) -> MdView<'a> {
+fn view<'a>(state: &ModState, snap: &'a MdSnapshot, staplings: &[StaplingView]) -> MdView<'a> {
+    let name = &snap.record.md.name;
     MdView {
         snap,
         renewal: Renewal::load(&snap.record.md, &state.store_dir),
+        ocsp: staplings
+            .iter()
+            .filter(|s| &s.group == name)
+            .cloned()
+            .collect(),
     }
 }
 
-fn views(state: &ModState) -> Vec<MdView<'_>> {
-    state.status.iter().map(|s| view(state, s)).collect()
+fn views<'a>(state: &'a ModState, staplings: &[StaplingView]) -> Vec<MdView<'a>> {
+    state
+        .status
+        .iter()
+        .map(|s| view(state, s, staplings))
+        .collect()
 }
 
 /// The md-status body for `path`: one MD (with job logs) when the last path segment names an
 /// MD or one of its domains, else all MDs.
 fn md_status_body(state: &ModState, path: &str) -> Vec<u8> {
     let now = Utc::now();
+    let staplings = status::staplings(&state.ocsp, now);
     let last = path.rsplit('/').next().unwrap_or_default();
     if let Some(snap) = status::find_md(&state.status, last) {
-        return status::to_body(&status::md_status_json(&view(state, snap), now, true));
+        let v = view(state, snap, &staplings);
+        return status::to_body(&status::md_status_json(&v, now, true));
     }
-    status::to_body(&status::md_status_list(&views(state), now))
+    status::to_body(&status::md_status_list(&views(state, &staplings), now))
 }
 
 /// httpd: handler for `SetHandler md-status`.
@@ -93,7 +105,7 @@ pub unsafe extern "C" fn md_rs_certificate_status(r: *mut ffi::request_rec) -> c
         if !req.is_get() {
             return ffi::HTTP_NOT_IMPLEMENTED;
         }
-        let body = status::to_body(&status::certificate_status(&view(state, snap)));
+        let body = status::to_body(&status::certificate_status(&view(state, snap, &[])));
         req.send_body(200, c"application/json", &body);
         ffi::DONE
     })
@@ -122,12 +134,15 @@ pub unsafe extern "C" fn md_rs_status_hook(r: *mut ffi::request_rec, flags: c_in
                 url: url.clone(),
             })
             .unwrap_or_default();
-        let views = views(state);
         let now = Utc::now();
+        let staplings = status::staplings(&state.ocsp, now);
+        let views = views(state, &staplings);
         let text = if flags & ffi::AP_STATUS_SHORT as c_int != 0 {
             status::server_status_auto(&views, now, &check)
+                + &status::staplings_auto(&staplings, now)
         } else {
             status::server_status_html(&views, now, &check)
+                + &status::staplings_html(&staplings, now)
         };
         req.write(text.as_bytes());
         ffi::OK

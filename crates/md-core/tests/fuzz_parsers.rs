@@ -1052,7 +1052,7 @@ proptest! {
             job,
             staged: facts.iter().map(|f| ("rsa".to_string(), f.clone())).collect(),
         });
-        let views = [MdView { snap: &snap, renewal }];
+        let views = [MdView { snap: &snap, renewal, ocsp: Vec::new() }];
         let check = CheckAt::default();
         let outputs = [
             status::to_body(&status::md_status_json(&views[0], now, true)),

@@ -181,11 +181,39 @@ impl OcspWatch {
             },
         };
         job.last_run = Some(now);
+        log_entry(&mut job, now, "starting", None);
         let mut renewed = false;
         let mut errored = false;
         for f in results {
             match f.result {
                 Ok(resp) => {
+                    // the job as the C module writes it: the steps, then the result
+                    let certid = format!("status of certid {}", f.cert.id);
+                    let contacting = format!("{certid}, contacting {}", f.cert.responder);
+                    let reading = format!("{certid}, reading response");
+                    let detail = format!(
+                        "certificate status is {}, status valid {} - {}",
+                        resp.status.as_str().to_ascii_uppercase(),
+                        crate::store::format_http_date(resp.valid.from),
+                        crate::store::format_http_date(resp.valid.until)
+                    );
+                    log_entry(&mut job, now, "progress", Some(&contacting));
+                    log_entry(&mut job, now, "progress", Some(&reading));
+                    log_entry(
+                        &mut job,
+                        now,
+                        "progress",
+                        Some(&format!("{reading}: {detail}")),
+                    );
+                    log_entry(&mut job, now, "finished", None);
+                    set_last(
+                        &mut job,
+                        &RunResult {
+                            detail: Some(detail),
+                            activity: Some(reading),
+                            ..Default::default()
+                        },
+                    );
                     crate::md_log!(
                         *log,
                         Level::Debug,
@@ -244,10 +272,14 @@ impl OcspWatch {
             .map(|c| self.sched(c))
             .collect();
         job.errors = scheds.iter().map(|s| s.errors).max().unwrap_or(0);
-        job.next_run = scheds.iter().filter_map(|s| s.next_run).min();
-        if !errored {
-            set_last(&mut job, &RunResult::default());
-        }
+        // as the C module: a job without errors has no next-run (the refresh time shown in
+        // the status comes from the response), a failed one says when it is tried again
+        job.finished = !errored;
+        job.next_run = if job.errors > 0 {
+            scheds.iter().filter_map(|s| s.next_run).min()
+        } else {
+            None
+        };
         if renewed {
             let _ = self.events.raise("ocsp-renewed", group, &mut job, now, log);
         }

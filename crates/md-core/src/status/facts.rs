@@ -23,6 +23,8 @@ pub struct CertFacts {
     pub serial: String,
     /// SHA-256 of the DER, lower-case hex.
     pub sha256: String,
+    /// SHA-1 of the DER, lower-case hex: the id of a stapled certificate.
+    pub sha1: String,
     /// RFC 9773 certificate id.
     pub ari_cert_id: Option<String>,
     /// All names the certificate covers (for the coverage check).
@@ -43,6 +45,7 @@ impl CertFacts {
             },
             serial: cert.serial_hex(),
             sha256: cert.sha256_fingerprint()?,
+            sha1: crate::ocsp::cert_id(cert.x509())?,
             ari_cert_id: cert.ari_cert_id(),
             covers_all: cert.covers(domains),
             must_staple: cert.must_staple(),

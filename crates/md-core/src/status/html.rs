@@ -68,12 +68,12 @@ fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
-fn ymd(t: DateTime<Utc>) -> String {
+pub(super) fn ymd(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d").to_string()
 }
 
 /// A time as the table shows it: relative when near, else the date; the RFC date as tooltip.
-fn time_html(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+pub(super) fn time_html(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let title = format_http_date(t);
     if (t - now).num_seconds().abs() < RELATIVE_LIMIT_SECS {
         format!("<span title='{title}'>{}</span>", relative(t, now))
@@ -119,7 +119,7 @@ fn cas(view: &MdView) -> Vec<(String, String)> {
         .collect()
 }
 
-fn url_host(url: &str) -> String {
+pub(super) fn url_host(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -274,8 +274,8 @@ pub fn server_status_html(views: &[MdView], now: DateTime<Utc>, check: &CheckAt)
     h
 }
 
-/// `?auto` lines (plain text, `Key: value`), including the stapling counters (always 0 here:
-/// OCSP stapling status is not reported yet).
+/// `?auto` lines (plain text, `Key: value`) of the MDs; the stapling lines follow from
+/// [`super::staplings_auto`].
 pub fn server_status_auto(views: &[MdView], now: DateTime<Utc>, check: &CheckAt) -> String {
     let mut sorted: Vec<&MdView> = views.iter().collect();
     sorted.sort_by(|a, b| a.snap.record.md.name.cmp(&b.snap.record.md.name));
@@ -374,8 +374,6 @@ pub fn server_status_auto(views: &[MdView], now: DateTime<Utc>, check: &CheckAt)
             }
         }
     }
-    t.push_str("ManagedStaplingsTotal: 0\nManagedStaplingsOK: 0\n");
-    t.push_str("ManagedStaplingsRenew: 0\nManagedStaplingsErrored: 0\n");
     t
 }
 
@@ -396,6 +394,7 @@ mod tests {
         let views = [MdView {
             snap: &snap,
             renewal: None,
+            ocsp: Vec::new(),
         }];
         let h = server_status_html(&views, now, &CheckAt::default());
         assert!(h.starts_with("<hr>\n<h3>Managed Certificates</h3>\n<table class='md_status'>"));
@@ -415,8 +414,10 @@ mod tests {
         let views = [MdView {
             snap: &snap,
             renewal: None,
+            ocsp: Vec::new(),
         }];
-        let t = server_status_auto(&views, now, &CheckAt::default());
+        let t = server_status_auto(&views, now, &CheckAt::default())
+            + &super::super::staplings_auto(&[], now);
         // The C sample says 105703485: its clock was a fraction past the whole second.
         let expected = "ManagedCertificatesTotal: 1\nManagedCertificatesOK: 1\n\
             ManagedCertificatesRenew: 0\nManagedCertificatesErrored: 0\n\
@@ -446,6 +447,7 @@ mod tests {
                 job: error_job("x.test"),
                 staged: vec![],
             }),
+            ocsp: Vec::new(),
         }];
         let h = server_status_html(&views, now, &CheckAt::default());
         assert!(!h.contains("<script>") && !h.contains("<b>") && !h.contains("<https://"));

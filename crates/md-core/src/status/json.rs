@@ -31,7 +31,18 @@ fn renewal_json(view: &MdView, with_logs: bool) -> Option<Value> {
 pub fn md_status_json(view: &MdView, now: DateTime<Utc>, with_logs: bool) -> Value {
     let snap = view.snap;
     let mut o = snap.md_json.clone();
-    o.insert("cert".into(), certs_json(snap.present()));
+    let mut certs = certs_json(snap.present());
+    if snap.record.md.stapling {
+        for (label, c) in snap.present() {
+            if let (Some(s), Some(obj)) = (
+                view.ocsp.iter().find(|s| s.id == c.sha1),
+                certs.get_mut(label).and_then(Value::as_object_mut),
+            ) {
+                obj.insert("ocsp".into(), s.to_json(with_logs));
+            }
+        }
+    }
+    o.insert("cert".into(), certs);
     o.insert(
         "renew-at".into(),
         json!(format_http_date(snap.renew_at(now))),
@@ -101,6 +112,7 @@ mod tests {
             &MdView {
                 snap: &snap,
                 renewal: None,
+                ocsp: Vec::new(),
             },
             now,
             true,
@@ -164,6 +176,7 @@ mod tests {
                 job,
                 staged: vec![],
             }),
+            ocsp: Vec::new(),
         };
         let v = md_status_json(&view, now, true);
         assert_eq!(v["state"], 1);
@@ -192,10 +205,12 @@ mod tests {
             MdView {
                 snap: &a,
                 renewal: None,
+                ocsp: Vec::new(),
             },
             MdView {
                 snap: &b,
                 renewal: None,
+                ocsp: Vec::new(),
             },
         ];
         let list = md_status_list(&views, now);
@@ -217,6 +232,7 @@ mod tests {
         let view = MdView {
             snap: &snap,
             renewal: None,
+            ocsp: Vec::new(),
         };
         let v = certificate_status(&view);
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -228,6 +244,7 @@ mod tests {
         let view = MdView {
             snap: &missing,
             renewal: None,
+            ocsp: Vec::new(),
         };
         let v = certificate_status(&view);
         assert_eq!(v, json!({"rsa": {}}), "due, but no job yet");
@@ -237,6 +254,7 @@ mod tests {
                 job: error_job("b.test"),
                 staged: vec![],
             }),
+            ocsp: Vec::new(),
         };
         let v = certificate_status(&view);
         assert_eq!(v, json!({"rsa": {}, "renewal": {"cert": {}}}));
@@ -248,6 +266,7 @@ mod tests {
         let view = MdView {
             snap: &st,
             renewal: None,
+            ocsp: Vec::new(),
         };
         let v = certificate_status(&view);
         assert_eq!(v["rsa"], json!({}));

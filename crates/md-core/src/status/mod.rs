@@ -10,10 +10,12 @@
 mod facts;
 mod html;
 mod json;
+mod stapling;
 
 pub use facts::{CertFacts, MdSnapshot, Renewal};
 pub use html::{server_status_auto, server_status_html, CheckAt};
 pub use json::{certificate_status, md_status_json, md_status_list, STATUS_VERSION};
+pub use stapling::{staplings, staplings_auto, staplings_html, StaplingView};
 
 use chrono::{DateTime, Utc};
 
@@ -23,6 +25,8 @@ pub struct MdView<'a> {
     pub snap: &'a MdSnapshot,
     /// The renewal in `staging/`, if any.
     pub renewal: Option<Renewal>,
+    /// Its stapled certificates (MDStapling on).
+    pub ocsp: Vec<StaplingView>,
 }
 
 impl MdView<'_> {
@@ -102,11 +106,13 @@ mod tests {
         let v = MdView {
             snap: &snaps[1],
             renewal: None,
+            ocsp: Vec::new(),
         };
         assert!(v.due(now) && v.renew(now));
         let v = MdView {
             snap: &snaps[0],
             renewal: None,
+            ocsp: Vec::new(),
         };
         assert!(!v.due(now) && !v.renew(now));
     }

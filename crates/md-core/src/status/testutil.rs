@@ -24,6 +24,7 @@ pub fn sample_facts() -> CertFacts {
         },
         serial: "0A279E967BD64722".into(),
         sha256: "4b2cbdc06a39b3c483c687bcef1452a4786dc349a0f8cf8b1bc5647aef4fe1ab".into(),
+        sha1: "6c27559b5e295ec9cc23df6c04d80e754e2b3055".into(),
         ari_cert_id: Some("yKKTpp1khioPRstyaAdJkgfPmQI.CieelnvWRyI".into()),
         covers_all: true,
         must_staple: false,
