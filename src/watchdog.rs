@@ -236,7 +236,7 @@ fn run_pass(watch: &RenewWatch) -> Duration {
                     md_core::md_log!(
                         log,
                         Level::Warning,
-                        "{}: OCSP reports a certificate revoked, renewing it now",
+                        "AH10500: md({}): need to renew, OCSP reports revoked certificate(s)",
                         w.md.name
                     );
                     active.incomplete = Some("certificate is revoked".into());

@@ -401,3 +401,123 @@ fn responses_from_openssl_ocsp() {
     // the front is gone: nothing answers any more
     assert!(client.execute(&ocsp::http_request(&url, &query)).is_err());
 }
+
+/// The watchdog's pass over a registry: a good response is stored, used and recorded in
+/// `ocsp/<md>/job.json`; a bad answer later (garbage, oversized, responder gone) stores
+/// nothing, keeps the response in use, counts errors with backoff and records `ocsp-error`.
+#[test]
+fn watchdog_pass_stores_good_answers_and_keeps_them_through_bad_ones() {
+    use md_core::ocsp::{OcspRegistry, OcspWatch, Staple, StapledCert};
+    use md_core::store::{FsStore, Group, StoreExt};
+    use std::time::Duration;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    let pki = make_pki(&url);
+    let front = Front::start(listener, pki.dir.path().to_path_buf());
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(store_dir.path(), Default::default()).unwrap();
+    // a window longer than the 5-minute responses: every pass finds the certificate due
+    let window = md_core::time::Timeslice::Duration(Duration::from_secs(3600));
+    let mut reg = OcspRegistry::new(store_dir.path().to_path_buf(), Some(window));
+    let id = ocsp::cert_id(&pki.leaf).unwrap();
+    let raw: Vec<u8> = (0..20)
+        .map(|i| u8::from_str_radix(&id[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    reg.add(StapledCert::new(
+        id.clone(),
+        Some("leaf.test".into()),
+        pki.leaf.clone(),
+        pki.ca.clone(),
+        url.clone(),
+    ));
+    let reg = Arc::new(reg);
+    let watch = OcspWatch::new(reg.clone(), Duration::from_secs(5), Default::default());
+    let client = ReqwestClient::new(&HttpConfig {
+        max_body: ocsp::MAX_RESPONSE_BYTES,
+        ..HttpConfig::default()
+    })
+    .unwrap();
+    let log = md_core::log::NullSink;
+    let never = || false;
+    let job = || store.load_job(Group::Ocsp, "leaf.test").unwrap().unwrap();
+    let types = |j: &md_core::store::JobRecord| -> Vec<String> {
+        j.log.as_ref().unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let pause = watch.run_pass(&store, &client, &log, Utc::now(), &never);
+    assert_eq!(pause, Duration::from_secs(1), "always due: the floor");
+    let stored = ocsp::stored::load(&store, Some("leaf.test"), &id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, CertStatus::Good);
+    assert_eq!(
+        reg.staple(&raw, Utc::now()),
+        Staple::Response(stored.der.clone())
+    );
+    let j = job();
+    assert!(j.finished && j.errors == 0 && j.next_run.is_none());
+    assert_eq!(
+        types(&j),
+        [
+            "message-ocsp-renewed",
+            "finished",
+            "progress",
+            "progress",
+            "progress",
+            "starting"
+        ]
+    );
+    assert!(j.last.as_ref().unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("certificate status is GOOD, status valid "));
+
+    for (n, mode) in [(1, Mode::Garbage), (2, Mode::Oversized)] {
+        front.set(mode);
+        let pause = watch.run_pass(&store, &client, &log, Utc::now(), &never);
+        assert_eq!(
+            ocsp::stored::load(&store, Some("leaf.test"), &id)
+                .unwrap()
+                .as_ref(),
+            Some(&stored),
+            "nothing stored"
+        );
+        assert_eq!(
+            reg.staple(&raw, Utc::now()),
+            Staple::Response(stored.der.clone())
+        );
+        let j = job();
+        assert_eq!(j.errors, n);
+        assert!(!j.finished && j.next_run.is_some());
+        // ocsp-errored is raised once an hour at most
+        let expect: &[&str] = if n == 1 {
+            &["message-ocsp-errored", "ocsp-error", "starting"]
+        } else {
+            &["ocsp-error", "starting"]
+        };
+        assert_eq!(types(&j)[..expect.len()], *expect);
+        assert!(
+            pause >= Duration::from_secs(1) && pause <= Duration::from_secs(20),
+            "{pause:?}"
+        );
+    }
+    // the responder gone: one more error, the response still in use
+    drop(front);
+    watch.run_pass(&store, &client, &log, Utc::now(), &never);
+    let j = job();
+    assert_eq!(j.errors, 3);
+    assert_eq!(j.last.as_ref().unwrap()["status"], 111, "{:?}", j.last);
+    assert_eq!(
+        reg.staple(&raw, Utc::now()),
+        Staple::Response(stored.der.clone())
+    );
+}

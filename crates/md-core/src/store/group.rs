@@ -61,8 +61,7 @@ impl Group {
     /// account there), so it cannot stay at the 0750 of its creation.
     pub fn top_mode(self) -> u32 {
         match self {
-            Group::Accounts | Group::Staging | Group::Challenges => 0o755,
-            Group::Ocsp => 0o750,
+            Group::Accounts | Group::Staging | Group::Challenges | Group::Ocsp => 0o755,
             Group::Domains | Group::Archive | Group::Tmp => 0o700,
         }
     }
