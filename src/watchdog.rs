@@ -77,6 +77,8 @@ unsafe extern "C" fn child_exit(_data: *mut c_void) -> ffi::apr_status_t {
 
 /// Default MDCheckInterval.
 const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(12 * 3600);
+/// Longest pause between renewal passes while an MD has stapling on.
+const REVOCATION_CHECK: Duration = Duration::from_secs(3600);
 /// Renewals of different MDs that run at the same time.
 pub const MAX_PARALLEL: usize = 4;
 
@@ -254,6 +256,12 @@ fn run_pass(watch: &RenewWatch) -> Duration {
             });
         }
     });
-    let next = next.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut next = next.into_inner().unwrap_or_else(|p| p.into_inner());
+    if plan.mds.iter().any(|w| w.md.stapling) {
+        // The OCSP watchdog (maybe in another child) stores a revocation; look at least
+        // hourly, so a revoked certificate is renewed within the hour, not at the next
+        // MDCheckInterval (the C module waits for that, or for a restart).
+        next = next.min(REVOCATION_CHECK);
+    }
     next.max(Duration::from_secs(1))
 }

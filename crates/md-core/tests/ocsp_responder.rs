@@ -481,7 +481,12 @@ fn watchdog_pass_stores_good_answers_and_keeps_them_through_bad_ones() {
         .unwrap()
         .starts_with("certificate status is GOOD, status valid "));
 
-    for (n, mode) in [(1, Mode::Garbage), (2, Mode::Oversized)] {
+    // garbage is read and refused (EINVAL); an oversized body is not read to its end (as the
+    // C module, whose transfer is aborted: EGENERAL at "contacting")
+    for (n, mode, status, step) in [
+        (1, Mode::Garbage, 22, ", reading response"),
+        (2, Mode::Oversized, 20014, ", contacting "),
+    ] {
         front.set(mode);
         let pause = watch.run_pass(&store, &client, &log, Utc::now(), &never);
         assert_eq!(
@@ -497,12 +502,26 @@ fn watchdog_pass_stores_good_answers_and_keeps_them_through_bad_ones() {
         );
         let j = job();
         assert_eq!(j.errors, n);
-        assert!(!j.finished && j.next_run.is_some());
+        assert!(j.finished && j.next_run.is_some());
+        let last = j.last.as_ref().unwrap();
+        assert_eq!(last["status"], status);
+        assert!(last["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("OCSP status update failed ({n}. time): ")));
+        assert!(last["activity"].as_str().unwrap().contains(step));
         // ocsp-errored is raised once an hour at most
         let expect: &[&str] = if n == 1 {
-            &["message-ocsp-errored", "ocsp-error", "starting"]
+            &[
+                "message-ocsp-errored",
+                "ocsp-error",
+                "finished",
+                "progress",
+                "progress",
+                "starting",
+            ]
         } else {
-            &["ocsp-error", "starting"]
+            &["ocsp-error", "finished", "progress", "starting"]
         };
         assert_eq!(types(&j)[..expect.len()], *expect);
         assert!(

@@ -55,6 +55,11 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// The responder answered (the failure is in what it said, not in reaching it).
+    pub fn got_answer(&self) -> bool {
+        !matches!(self, FetchError::Http(_))
+    }
+
     /// The APR status recorded in job.json.
     pub fn apr_status(&self) -> AprStatus {
         match self {
@@ -240,11 +245,25 @@ impl OcspWatch {
                         crate::drive::random_jitter(),
                     );
                     s.next_run = Some(now + ChronoDuration::from_std(delay).unwrap_or_default());
-                    let detail = format!("certificate {}: {e}", f.cert.id);
+                    // The C module's job entries and wording; the detail also says why (the
+                    // C module only logs that, at debug level).
+                    let certid = format!("status of certid {}", f.cert.id);
+                    let contacting = format!("{certid}, contacting {}", f.cert.responder);
+                    let activity = if e.got_answer() {
+                        format!("{certid}, reading response")
+                    } else {
+                        contacting.clone()
+                    };
+                    log_entry(&mut job, now, "progress", Some(&contacting));
+                    if e.got_answer() {
+                        log_entry(&mut job, now, "progress", Some(&activity));
+                    }
+                    log_entry(&mut job, now, "finished", None);
+                    let detail = format!("OCSP status update failed ({}. time): {e}", s.errors);
                     crate::md_log!(
                         *log,
-                        Level::Err,
-                        "{group}: OCSP update failed, retrying in {} s: {detail}",
+                        Level::Warning,
+                        "{group}: {activity}: {detail}; next attempt in {} s",
                         delay.as_secs()
                     );
                     log_entry(&mut job, now, "ocsp-error", Some(&detail));
@@ -255,7 +274,7 @@ impl OcspWatch {
                             status: status.code().into(),
                             status_description: Some(status.description().to_string()),
                             detail: Some(detail),
-                            activity: Some(format!("Updating OCSP response of {group}")),
+                            activity: Some(activity),
                             ..Default::default()
                         },
                     );
@@ -272,9 +291,10 @@ impl OcspWatch {
             .map(|c| self.sched(c))
             .collect();
         job.errors = scheds.iter().map(|s| s.errors).max().unwrap_or(0);
-        // as the C module: a job without errors has no next-run (the refresh time shown in
-        // the status comes from the response), a failed one says when it is tried again
-        job.finished = !errored;
+        // as the C module: every run ends `finished` (the run, not the response, is what is
+        // finished); a job without errors has no next-run (the refresh time shown in the
+        // status comes from the response), a failed one says when it is tried again
+        job.finished = true;
         job.next_run = if job.errors > 0 {
             scheds.iter().filter_map(|s| s.next_run).min()
         } else {

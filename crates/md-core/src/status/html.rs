@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::MdView;
 use crate::config::values::known_ca_name;
-use crate::store::{format_http_date, MdState};
+use crate::store::{format_http_date, JobRecord, MdState};
 
 /// MDCertificateCheck: link text and URL prefix (the SHA-256 fingerprint is appended).
 #[derive(Debug, Clone, PartialEq)]
@@ -129,39 +129,108 @@ pub(super) fn url_host(url: &str) -> String {
     host_port.split(':').next().unwrap_or(host_port).to_string()
 }
 
-/// What the job says, for the Activity cell and the `?auto` keys.
-struct JobSummary {
-    error: Option<(String, Option<String>, String)>,
-    finished: bool,
+/// What a job says, for the Activity cell and the `?auto` keys (renewal and OCSP jobs).
+pub(super) struct JobSummary {
+    pub(super) error: Option<(String, Option<String>, String)>,
+    pub(super) finished: bool,
     staged: usize,
-    errors: u32,
+    pub(super) errors: u32,
     next_run: Option<DateTime<Utc>>,
+}
+
+impl JobSummary {
+    /// The summary of `job`, which staged `staged` certificates.
+    pub(super) fn of(job: &JobRecord, staged: usize) -> JobSummary {
+        let last = job.last.as_ref();
+        let field = |k: &str| {
+            last.and_then(|l| l.get(k))
+                .and_then(|v| v.as_str())
+                .map(String::from)
+        };
+        let error = match job.last_status() {
+            Some(s) if s != 0 => Some((
+                field("status-description").unwrap_or_else(|| s.to_string()),
+                field("problem"),
+                field("detail").unwrap_or_default(),
+            )),
+            _ => None,
+        };
+        JobSummary {
+            error,
+            finished: job.finished,
+            staged,
+            errors: job.errors,
+            next_run: job.next_run,
+        }
+    }
+
+    /// The Activity cell's text for a job: error, result, next run.
+    pub(super) fn html(&self, now: DateTime<Utc>) -> String {
+        let mut s = String::new();
+        if let Some((desc, problem, detail)) = &self.error {
+            let problem = problem.as_deref().unwrap_or_default();
+            let _ = write!(
+                s,
+                " Error[{}]: {} {}",
+                escape(desc),
+                escape(problem),
+                escape(detail)
+            );
+        }
+        if self.finished {
+            match self.staged {
+                0 => s.push_str("  finished successfully."),
+                1 => s.push_str("  finished, 1 new certificate staged."),
+                n => {
+                    let _ = write!(s, "  finished, {n} new certificates staged.");
+                }
+            }
+        }
+        s.push('\n');
+        match self.next_run {
+            Some(t) if t > now => {
+                let _ = write!(s, "Next run {}", time_html(t, now));
+            }
+            _ => s.push_str("Ongoing..."),
+        }
+        s
+    }
+
+    /// The `?auto` Activity lines of a job, keys prefixed with `p`.
+    pub(super) fn auto(&self, t: &mut String, p: &str, now: DateTime<Utc>) {
+        if let Some((desc, problem, _)) = &self.error {
+            let _ = writeln!(t, "{p}ActivityLastStatus: {desc}");
+            // the C module prints a missing problem type as "(null)"; scripts see that
+            let _ = writeln!(
+                t,
+                "{p}ActivityLastProblem: {}",
+                problem.as_deref().unwrap_or("(null)")
+            );
+        }
+        let _ = writeln!(
+            t,
+            "{p}ActivityFinished: {}",
+            if self.finished { "yes" } else { "no" }
+        );
+        if self.finished {
+            let _ = writeln!(t, "{p}ActivityNewStaged: {}", self.staged);
+        }
+        if let Some((_, _, detail)) = &self.error {
+            let _ = writeln!(t, "{p}ActivityLastDetail: {}", one_line(detail));
+        }
+        // No retry count: the C module shows none for a failing job either (observed
+        // with 3 errors) although SPEC 2.2 lists an ActivityRetries key.
+        if let Some(nr) = self.next_run {
+            let _ = writeln!(t, "{p}ActivityNextRun: {}", (nr - now).num_seconds());
+        } else if !self.finished {
+            let _ = writeln!(t, "{p}Activity: Ongoing");
+        }
+    }
 }
 
 fn job_summary(view: &MdView) -> Option<JobSummary> {
     let r = view.renewal.as_ref()?;
-    let job = &r.job;
-    let last = job.last.as_ref();
-    let field = |k: &str| {
-        last.and_then(|l| l.get(k))
-            .and_then(|v| v.as_str())
-            .map(String::from)
-    };
-    let error = match job.last_status() {
-        Some(s) if s != 0 => Some((
-            field("status-description").unwrap_or_else(|| s.to_string()),
-            field("problem"),
-            field("detail").unwrap_or_default(),
-        )),
-        _ => None,
-    };
-    Some(JobSummary {
-        error,
-        finished: job.finished,
-        staged: r.staged.len(),
-        errors: job.errors,
-        next_run: job.next_run,
-    })
+    Some(JobSummary::of(&r.job, r.staged.len()))
 }
 
 fn activity_html(view: &MdView, now: DateTime<Utc>) -> String {
@@ -173,34 +242,7 @@ fn activity_html(view: &MdView, now: DateTime<Utc>) -> String {
         // also for manual and static-file MDs (the C module, observed)
         return "Pending".into();
     };
-    let mut s = String::new();
-    if let Some((desc, problem, detail)) = &j.error {
-        let problem = problem.as_deref().unwrap_or_default();
-        let _ = write!(
-            s,
-            " Error[{}]: {} {}",
-            escape(desc),
-            escape(problem),
-            escape(detail)
-        );
-    }
-    if j.finished {
-        match j.staged {
-            0 => s.push_str("  finished successfully."),
-            1 => s.push_str("  finished, 1 new certificate staged."),
-            n => {
-                let _ = write!(s, "  finished, {n} new certificates staged.");
-            }
-        }
-    }
-    s.push('\n');
-    match j.next_run {
-        Some(t) if t > now => {
-            let _ = write!(s, "Next run {}", time_html(t, now));
-        }
-        _ => s.push_str("Ongoing..."),
-    }
-    s
+    j.html(now)
 }
 
 /// The HTML section (empty without MDs).
@@ -335,35 +377,7 @@ pub fn server_status_auto(views: &[MdView], now: DateTime<Utc>, check: &CheckAt)
             let _ = writeln!(t, "{p}CheckAtFingerprint: {}", c.sha256);
         }
         match job_summary(v) {
-            Some(j) => {
-                if let Some((desc, problem, _)) = &j.error {
-                    let _ = writeln!(t, "{p}ActivityLastStatus: {desc}");
-                    // the C module prints a missing problem type as "(null)"; scripts see that
-                    let _ = writeln!(
-                        t,
-                        "{p}ActivityLastProblem: {}",
-                        problem.as_deref().unwrap_or("(null)")
-                    );
-                }
-                let _ = writeln!(
-                    t,
-                    "{p}ActivityFinished: {}",
-                    if j.finished { "yes" } else { "no" }
-                );
-                if j.finished {
-                    let _ = writeln!(t, "{p}ActivityNewStaged: {}", j.staged);
-                }
-                if let Some((_, _, detail)) = &j.error {
-                    let _ = writeln!(t, "{p}ActivityLastDetail: {}", one_line(detail));
-                }
-                // No retry count: the C module shows none for a failing job either (observed
-                // with 3 errors) although SPEC 2.2 lists an ActivityRetries key.
-                if let Some(nr) = j.next_run {
-                    let _ = writeln!(t, "{p}ActivityNextRun: {}", (nr - now).num_seconds());
-                } else if !j.finished {
-                    let _ = writeln!(t, "{p}Activity: Ongoing");
-                }
-            }
+            Some(j) => j.auto(&mut t, &p, now),
             None => {
                 let at = v.snap.renew_at(now);
                 if at > now {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::facts::validity_json;
-use super::html::{escape, time_html, url_host, ymd};
+use super::html::{escape, time_html, url_host, ymd, JobSummary};
 use crate::ocsp::{CertStatus, OcspRegistry, StoredResponse};
 use crate::store::{format_http_date, JobRecord};
 
@@ -105,21 +105,10 @@ impl StaplingView {
         Value::Object(o)
     }
 
-    /// The last error of the job: (status description, detail).
-    fn error(&self) -> Option<(String, String)> {
-        let job = self.job.as_ref()?;
-        let status = job.last_status().filter(|s| *s != 0)?;
-        let field = |k: &str| {
-            job.last
-                .as_ref()
-                .and_then(|l| l.get(k))
-                .and_then(Value::as_str)
-                .map(String::from)
-        };
-        Some((
-            field("status-description").unwrap_or_else(|| status.to_string()),
-            field("detail").unwrap_or_default(),
-        ))
+    /// The job's summary when its last run failed (the C module shows the job only then).
+    fn failed_job(&self) -> Option<JobSummary> {
+        let j = JobSummary::of(self.job.as_ref()?, 0);
+        j.error.is_some().then_some(j)
     }
 }
 
@@ -170,13 +159,15 @@ pub fn staplings_html(list: &[StaplingView], now: DateTime<Utc>) -> String {
         }
         let _ = write!(
             h,
-            "</td><td><a href='{}'>{}</a></td><td>Refresh {}",
+            "</td><td><a href='{}'>{}</a></td><td>",
             escape(&s.responder),
             escape(&url_host(&s.responder)),
-            time_html(s.refresh_at, now)
         );
-        if let Some((desc, detail)) = s.error() {
-            let _ = write!(h, " Error[{}]: {}", escape(&desc), escape(&detail));
+        if s.resp.is_some() {
+            let _ = write!(h, "Refresh {}", time_html(s.refresh_at, now));
+        }
+        if let Some(j) = s.failed_job() {
+            let _ = write!(h, ": {}", j.html(now));
         }
         // The C module closes the row twice; browsers ignore the extra end tags.
         h.push_str("</td></tr></td></tr>");
@@ -215,19 +206,16 @@ pub fn staplings_auto(list: &[StaplingView], now: DateTime<Utc>) -> String {
         }
         let _ = writeln!(t, "{p}ResponderName: {}", url_host(&s.responder));
         let _ = writeln!(t, "{p}ResponderURL: {}", s.responder);
-        if let Some((desc, detail)) = s.error() {
-            let _ = writeln!(t, "{p}ActivityLastStatus: {desc}");
+        if s.resp.is_some() {
             let _ = writeln!(
                 t,
-                "{p}ActivityLastDetail: {}",
-                detail.replace(['\r', '\n'], " ")
+                "{p}ActivityRefresh: {}",
+                (s.refresh_at - now).num_seconds()
             );
         }
-        let _ = writeln!(
-            t,
-            "{p}ActivityRefresh: {}",
-            (s.refresh_at - now).num_seconds()
-        );
+        if let Some(j) = s.failed_job() {
+            j.auto(&mut t, &p, now);
+        }
     }
     t
 }
@@ -299,6 +287,55 @@ mod tests {
             staplings_auto(&[], now),
             "ManagedStaplingsTotal: 0\nManagedStaplingsOK: 0\nManagedStaplingsRenew: 0\n\
              ManagedStaplingsErrored: 0\n"
+        );
+    }
+
+    #[test]
+    fn failed_and_unknown_rows() {
+        let now = at("Sun, 29 Nov 2026 20:47:29 GMT");
+        let job = JobRecord::parse(
+            br#"{"name": "a.test", "finished": true, "errors": 0,
+                 "last": {"status": 111, "status-description": "Connection refused",
+                          "detail": "OCSP status update failed (2. time)",
+                          "activity": "status of certid x, contacting http://127.0.0.1:1/"}}"#,
+        )
+        .unwrap();
+        let mut down = view(Some(CertStatus::Good));
+        down.job = Some(job.clone());
+        let h = staplings_html(&[down.clone()], now);
+        assert!(
+            h.contains(
+                "in ~38 seconds</span>:  Error[Connection refused]:  OCSP status \
+                            update failed (2. time)  finished successfully.\nOngoing...</td>"
+            ),
+            "{h}"
+        );
+        let t = staplings_auto(&[down], now);
+        assert!(
+            t.contains(
+                "ManagedStapling[0]ActivityRefresh: 38\n\
+                            ManagedStapling[0]ActivityLastStatus: Connection refused\n\
+                            ManagedStapling[0]ActivityLastProblem: (null)\n\
+                            ManagedStapling[0]ActivityFinished: yes\n\
+                            ManagedStapling[0]ActivityNewStaged: 0\n"
+            ),
+            "{t}"
+        );
+        // no response: no validity, no refresh time
+        let mut unknown = view(None);
+        unknown.job = Some(job);
+        let h = staplings_html(&[unknown.clone()], now);
+        assert!(
+            h.contains(
+                "<td>unknown</td><td></td><td><a href='http://127.0.0.1:50851/'>\
+                            127.0.0.1</a></td><td>:  Error[Connection refused]"
+            ),
+            "{h}"
+        );
+        let t = staplings_auto(&[unknown], now);
+        assert!(
+            !t.contains("ActivityRefresh") && !t.contains("StaplingValid"),
+            "{t}"
         );
     }
 
