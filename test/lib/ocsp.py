@@ -210,6 +210,9 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        pass  # a client that hangs up (e.g. on an oversized answer) is not an error here
+
 
 class OcspResponder:
     def __init__(self, workdir: str, port: Optional[int] = None, nmin: Optional[int] = 1,
