@@ -133,8 +133,10 @@ pub unsafe extern "C" fn md_rs_ocsp_get_resp(
         // SAFETY: mod_ssl passes the id bytes.
         let raw_id = unsafe { std::slice::from_raw_parts(id as *const u8, id_len) };
         match state.ocsp.staple(raw_id, Utc::now()) {
-            Staple::NotOurs => DECLINED,
-            Staple::Nothing => OK,
+            // Nothing to staple: mod_ssl fails the handshake when a provider says OK without
+            // a response, so decline (mod_ssl has no stapling data of its own for a
+            // certificate a provider primed: it sends none).
+            Staple::NotOurs | Staple::Nothing => DECLINED,
             Staple::Response(der) => {
                 if let Some(cb) = cb {
                     // SAFETY: mod_ssl's callback copies the bytes during the call.

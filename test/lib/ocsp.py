@@ -174,11 +174,22 @@ def response_text(der: bytes) -> str:
     return p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
 
 
+class _Headers(dict):
+    """Request headers as received; get() ignores the case of the name (HTTP/1.1 clients
+    differ: curl sends `Content-Type`, hyper `content-type`)."""
+
+    def get(self, name, default=None):
+        for k, v in self.items():
+            if k.lower() == name.lower():
+                return v
+        return default
+
+
 @dataclass
 class Recorded:
     method: str
     path: str
-    headers: dict
+    headers: "_Headers"
     body: bytes  # the OCSP request DER (POST body, or decoded from a GET path)
     mode: str
     status: int = 0  # HTTP status sent
@@ -420,7 +431,7 @@ class OcspResponder:
 
     def _handle(self, h: _Handler, method: str, body: bytes):
         mode = self.mode
-        rec = Recorded(method, h.path, dict(h.headers.items()), body, mode)
+        rec = Recorded(method, h.path, _Headers(h.headers.items()), body, mode)
         with self._lock:
             self.requests.append(rec)
         ctype = "application/ocsp-response"

@@ -100,12 +100,12 @@ pub fn check_response(
             max: MAX_RESPONSE_BYTES,
         });
     }
+    let resp = OcspResponse::from_der(body).map_err(OcspError::Unparseable)?;
     // OpenSSL's parser ignores bytes after the response; we staple the body as received, so
     // it must be exactly one DER element.
     if der::read(body).is_some_and(|(_, rest)| !rest.is_empty()) {
         return Err(OcspError::Encoding("data after the OCSP response".into()));
     }
-    let resp = OcspResponse::from_der(body).map_err(OcspError::Unparseable)?;
     let status = resp.status();
     if status != OcspResponseStatus::SUCCESSFUL {
         return Err(OcspError::NotSuccessful(

@@ -64,8 +64,9 @@ impl FetchError {
     pub fn apr_status(&self) -> AprStatus {
         match self {
             FetchError::Http(e) => e.apr_status(),
-            FetchError::Status { .. } | FetchError::Store(_) => AprStatus::EGENERAL,
-            FetchError::Response(_) => AprStatus::EINVAL,
+            FetchError::Store(_) => AprStatus::EGENERAL,
+            // as the C module, which reads an HTTP error's body as a bad response
+            FetchError::Status { .. } | FetchError::Response(_) => AprStatus::EINVAL,
         }
     }
 }
