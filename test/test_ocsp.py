@@ -20,6 +20,7 @@ import stat
 import subprocess
 import time
 import urllib.request
+from email.utils import parsedate_to_datetime
 
 import pytest
 
@@ -224,6 +225,43 @@ def test_good_response_files_status_and_staple(ocsp_env, md_module):
     assert "OCSP response: no response sent" in env.stapled()
 
 
+def test_responder_down_keeps_last_good_response(ocsp_env, md_module):
+    """A good response, then the responder goes down: the last good response stays stapled
+    while it is valid, the refresh attempts (from the renew window on) fail with growing
+    pauses (MDRetryDelay 1s doubled per error), nothing is stored over the good response."""
+    env = ocsp_env(nmin=1)
+    # the renew window starts 6 s into the 60 s response
+    env.start(extra="MDRetryDelay 1s\nMDStaplingRenewWindow 90%")
+    wait_for(lambda: env.ocsp_file().exists(), what="ocsp file")
+    good = env.ocsp_file().read_text()
+    until = json.loads(good)["valid"]["until"]
+    env.resp.set_mode("down")
+    fails = re.compile(r"^\[[^\]]*?(\d\d):(\d\d):(\d\d)\.(\d+) \d{4}\].*"
+                       r"OCSP status update failed \((\d+)\. time\)")
+
+    def failures() -> dict[int, float]:
+        out = {}
+        for line in env.srv.error_log().splitlines():
+            m = fails.match(line)
+            if m:
+                h, mi, sec, frac, n = m.groups()
+                out.setdefault(int(n), int(h) * 3600 + int(mi) * 60 + int(sec)
+                               + float("0." + frac))
+        return out
+
+    wait_for(lambda: len(failures()) >= 4, timeout=40, what="4 failed refreshes")
+    f = failures()
+    # backoff: 1 s doubled per error, +-50 % jitter: the 3 pauses after the first failure
+    # take at least 0.5 + 1 + 2 s; an unbounded retry loop would take milliseconds
+    assert f[4] - f[1] >= 3.0, f
+    assert len(f) < 10, f
+    assert env.ocsp_file().read_text() == good, "the good response is not replaced"
+    # still within its validity (60 s; the failures began 6 s in): still stapled
+    assert time.time() < parsedate_to_datetime(until).timestamp() - 2
+    assert "Cert Status: good" in env.stapled()
+    assert env.job()["last"]["status"] == 111
+
+
 # the job's failure detail: the C module's counter; ours adds the reason
 FAILED_DETAIL = {"c": r"OCSP status update failed \(\d+\. time\)",
                  "rs": r"OCSP status update failed \(\d+\. time\): .*Connection refused.*"}
@@ -308,6 +346,16 @@ def test_revoked_triggers_renewal_at_next_watchdog_start(ocsp_env, md_module):
     graceful(env.srv)
     wait_for(lambda: len(env.peb.orders()) == 2, timeout=30, what="a second order")
     wait_staged(env.srv, "a.test")
+    # the new certificate is activated and stapled `good`; no third order
+    old_id = env.cert_id()
+    env.resp.add_cert(str(env.store / "staging" / "a.test" / "pubcert.pem"))
+    graceful(env.srv)
+    assert env.cert_id() != old_id
+    wait_for(lambda: env.ocsp_file().exists(), what="ocsp file of the new certificate")
+    assert json.loads(env.ocsp_file().read_text())["status"] == "good"
+    wait_for(lambda: "Cert Status: good" in env.stapled(), what="new certificate stapled")
+    time.sleep(2)
+    assert len(env.peb.orders()) == 2
 
 
 def test_no_ocsp_url_nothing_stapled(ocsp_env, md_module):
