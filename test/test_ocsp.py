@@ -324,6 +324,21 @@ def test_bad_answers_are_not_stored(ocsp_env, md_module, fault, detail):
     assert "OCSP response: no response sent" in env.stapled()
 
 
+def test_oversized_answer_is_refused(ocsp_env, md_module):
+    """A 2 MiB body (CVE-2026-29168 bounds OCSP responses): the transfer is cut off, nothing
+    stored or stapled, the job says EGENERAL while contacting the responder (both modules)."""
+    env = ocsp_env()
+    env.start(extra="MDRetryDelay 1s", mode="oversized")
+    wait_for(lambda: (env.store / "ocsp" / "a.test" / "job.json").exists()
+             and env.job().get("last", {}).get("status") == 20014, what="job error")
+    job = env.job()
+    assert ", contacting " in job["last"]["activity"], job["last"]
+    if md_module.name == "rs":
+        assert "exceeds the limit of 65536 bytes" in job["last"]["detail"], job["last"]
+    assert not env.ocsp_file().exists()
+    assert "OCSP response: no response sent" in env.stapled()
+
+
 def test_revoked_triggers_renewal_at_next_watchdog_start(ocsp_env, md_module):
     """(g) a revoked answer is stored and stapled; the renewal watchdog renews the MD when it
     runs next (here: the graceful restart), not before."""
