@@ -460,3 +460,21 @@ def test_staple_others(ocsp_env, md_module):
     graceful(env.srv)
     assert "OCSP response: no response sent" in env.stapled("b.test")
     assert "ManagedStaplingsTotal: 1" in env.get("/server-status?auto")
+
+
+def test_keep_response_purges_old_files(ocsp_env, md_module):
+    """MDStaplingKeepResponse: at a (graceful) restart, response files older than this (by
+    mtime) are deleted; newer ones and the job stay."""
+    env = ocsp_env(nmin=60)
+    env.start(extra="MDStaplingKeepResponse 2d")
+    wait_for(lambda: env.ocsp_file().exists() and (env.ocsp_file().parent / "job.json").exists(),
+             what="ocsp file")
+    group = env.ocsp_file().parent
+    old, young = group / f"ocsp-{'0' * 40}.json", group / f"ocsp-{'1' * 40}.json"
+    for f, days in ((old, 3), (young, 1)):
+        f.write_text(env.ocsp_file().read_text())
+        t = time.time() - days * 86400
+        os.utime(f, (t, t))
+    graceful(env.srv)
+    wait_for(lambda: not old.exists(), timeout=10, what="old response file removed")
+    assert young.exists() and env.ocsp_file().exists() and (group / "job.json").exists()
