@@ -55,9 +55,6 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
         // SAFETY: pconf and s are httpd's live config pool and base server.
         let (state, main) = unsafe { (mod_state(pconf), &srv_conf(s).settings) };
         let mut diagnostics = vhosts::check_definitions(&state.config);
-        for w in state.config.inert_directives(main) {
-            log_s!(s, Level::Warning, "{w}");
-        }
         state.mds = state
             .config
             .mds
@@ -463,6 +460,7 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             check_interval: g.check_interval,
             initial_delay: g.initial_delay,
             ocsp: state.ocsp.clone(),
+            ari: Default::default(),
         };
         // SAFETY: pconf and s are live; the watchdog data is owned by pconf.
         let started = unsafe { watchdog::start(pconf, s, plan) };

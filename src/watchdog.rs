@@ -113,6 +113,8 @@ pub struct RenewPlan {
     pub initial_delay: Option<Duration>,
     /// The stapled certificates (their stored responses tell of revocations).
     pub ocsp: std::sync::Arc<md_core::ocsp::OcspRegistry>,
+    /// The CA's renewal information, cached in the child for all MDs (MDRenewViaARI).
+    pub ari: md_core::drive::ari::AriCache,
 }
 
 struct RenewWatch {
@@ -215,6 +217,7 @@ fn run_pass(watch: &RenewWatch) -> Duration {
         plan.events.clone(),
     );
     renewer.stopping = &stopping;
+    renewer.ari = Some(&plan.ari);
     let now = Utc::now();
     let interval = plan.check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL);
     let next = Mutex::new(jittered(interval, drive::random_jitter()));
@@ -241,8 +244,7 @@ fn run_pass(watch: &RenewWatch) -> Duration {
                         "AH10500: md({}): need to renew, OCSP reports revoked certificate(s)",
                         w.md.name
                     );
-                    active.incomplete = Some("certificate is revoked".into());
-                    active.fits.iter_mut().for_each(|f| *f = false);
+                    active.force(None);
                 }
                 let until = match renewer.run_md(&w.md, w.support, &mut active, now) {
                     MdOutcome::Idle(Some(t)) | MdOutcome::Failed(t) => Some(t),

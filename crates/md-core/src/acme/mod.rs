@@ -26,7 +26,7 @@ pub use challenge::{
     ChallengeSetup, ChallengeType, SetupError,
 };
 pub use client::{
-    error_from_response, parse_retry_after, AcmeClient, ClientOptions, PollPolicy,
+    error_from_response, parse_retry_after, retry_after_of, AcmeClient, ClientOptions, PollPolicy,
     DEFAULT_BAD_NONCE_RETRIES,
 };
 pub use directory::Directory;

@@ -196,27 +196,6 @@ pub struct ModConfig {
     section: Option<usize>,
 }
 
-impl ModConfig {
-    /// Directives that are accepted (so a C module config starts) but not acted on yet, as
-    /// startup warnings: nothing the admin wrote may be ignored silently. `main` is the main
-    /// server's settings.
-    pub fn inert_directives(&self, main: &Settings) -> Vec<String> {
-        const ARI: &str = "ARI-driven renewal is not implemented in mod_md-rs yet: renewals \
-                           follow MDRenewWindow only (see README, Status)";
-        let mut out = Vec::new();
-        let sections = self
-            .mds
-            .iter()
-            .map(|d| (format!(" (MD {})", d.domains[0]), &d.settings));
-        for (where_, st) in std::iter::once((String::new(), main)).chain(sections) {
-            if st.ari_renewals == Some(true) {
-                out.push(format!("MDRenewViaARI on{where_}: {ARI}"));
-            }
-        }
-        out
-    }
-}
-
 /// What the host must do after a section directive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -421,26 +421,6 @@ mod tests {
     }
 
     #[test]
-    fn inert_directives_are_named_at_startup() {
-        let c = mc_with(&["MDomain a.org"]);
-        assert!(c.0.inert_directives(&c.1).is_empty());
-        let c = mc_with(&[
-            "MDStapling on",
-            "MDStapleOthers on",
-            "MDRenewViaARI on",
-            "MDStaplingRenewWindow 20%",
-            "MDomain a.org",
-        ]);
-        // stapling is implemented: only ARI is named
-        let w = c.0.inert_directives(&c.1);
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].starts_with("MDRenewViaARI on") && w[0].contains("not implemented"));
-        // off is what the module does anyway: no warning
-        let c = mc_with(&["MDStapling off", "MDRenewViaARI off", "MDomain a.org"]);
-        assert!(c.0.inert_directives(&c.1).is_empty());
-    }
-
-    #[test]
     fn contacts_from_the_first_vhosts_server_admin() {
         let c = mc_with(&[
             "MDomain a.org",

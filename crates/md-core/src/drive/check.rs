@@ -27,6 +27,11 @@ pub struct ActiveCerts {
     /// renewal orders only the specs whose certificate does not fit or is due; the others are
     /// carried over into the new set at activation.
     pub fits: Vec<bool>,
+    /// Per key spec: the RFC 9773 id of the certificate (for renewalInfo and `replaces`).
+    pub ari_ids: Vec<Option<String>>,
+    /// Per key spec: renew now whatever the renew window says (a stored OCSP `revoked`, or
+    /// the CA's ARI window has come).
+    pub forced: Vec<bool>,
 }
 
 impl ActiveCerts {
@@ -52,14 +57,41 @@ impl ActiveCerts {
                         .is_some_and(|c| c.covers_all && c.must_staple == s.record.md.must_staple)
                 })
                 .collect(),
+            ari_ids: s
+                .certs
+                .iter()
+                .map(|(_, c)| c.as_ref().and_then(|c| c.ari_cert_id.clone()))
+                .collect(),
+            forced: vec![false; s.certs.len()],
         }
+    }
+
+    /// Renew key spec `i` now (all of them with `None`), whatever its window says.
+    pub fn force(&mut self, i: Option<usize>) {
+        self.forced.resize(self.certs.len(), false);
+        match i {
+            Some(i) => {
+                if let Some(f) = self.forced.get_mut(i) {
+                    *f = true;
+                }
+            }
+            None => self.forced.iter_mut().for_each(|f| *f = true),
+        }
+    }
+
+    /// True when a key spec is to be renewed now regardless of its window.
+    pub fn any_forced(&self) -> bool {
+        self.forced.iter().any(|f| *f)
     }
 
     /// The validity of key spec `i`'s certificate when it can stay as it is at `now`:
     /// present, fitting the MD and not yet in `md`'s renew window.
     pub fn keeps(&self, i: usize, md: &ManagedDomain, now: DateTime<Utc>) -> Option<Validity> {
         let v = self.certs.get(i).copied().flatten()?;
-        (self.fits.get(i).copied().unwrap_or(false) && v.window_start(&md.renew_window) > now)
+        let forced = self.forced.get(i).copied().unwrap_or(false);
+        (self.fits.get(i).copied().unwrap_or(false)
+            && !forced
+            && v.window_start(&md.renew_window) > now)
             .then_some(v)
     }
 
@@ -70,6 +102,8 @@ impl ActiveCerts {
             certs: certs.iter().copied().map(Some).collect(),
             incomplete: None,
             fits: vec![true; certs.len()],
+            ari_ids: vec![None; certs.len()],
+            forced: vec![false; certs.len()],
         }
     }
 
@@ -106,7 +140,7 @@ pub fn check_md(md: &ManagedDomain, active: &ActiveCerts, now: DateTime<Utc>) ->
         RenewMode::Auto => md.cert_files.is_empty(),
         RenewMode::Manual => false,
     };
-    let renew_at = if active.incomplete.is_some() {
+    let renew_at = if active.incomplete.is_some() || active.any_forced() {
         now
     } else {
         renew_at(&active.certs, &md.renew_window, now)

@@ -1,5 +1,6 @@
 //! The renewal driver: deciding when each MD is renewed, and running renewals.
 
+pub mod ari;
 pub mod check;
 pub mod job;
 pub mod renew;

@@ -215,6 +215,9 @@ pub struct Renewer<'a, S: Store + Sync> {
     /// True once the process is going away (an old generation's child at a graceful
     /// restart): no new order is started; what is staged stays resumable.
     pub stopping: &'a (dyn Fn() -> bool + Sync),
+    /// The CA's renewal information (MDRenewViaARI), cached for the process; `None`: not
+    /// consulted.
+    pub ari: Option<&'a super::ari::AriCache>,
 }
 
 impl<'a, S: Store + Sync> Renewer<'a, S> {
@@ -234,6 +237,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             account_lock: Mutex::new(()),
             events,
             stopping: &|| false,
+            ari: None,
         }
     }
 
@@ -303,7 +307,8 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         if let Some(next) = job.next_run.filter(|t| *t > now) {
             return MdOutcome::Idle(Some(next));
         }
-        let check = check_md(md, active, now);
+        let mut check = check_md(md, active, now);
+        let ari_note = self.consult_ari(md, active, &mut check, now);
         if check.warn {
             crate::md_log!(
                 *self.log,
@@ -346,6 +351,9 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         }
         job.last_run = Some(now);
         log_entry(&mut job, now, "starting", None);
+        if let Some(note) = &ari_note {
+            log_entry(&mut job, now, "progress", Some(note));
+        }
         let setups = Mutex::new(Vec::new());
         let result = self.renew(md, support, &job, active, now, &setups);
         for reason in setups.into_inner().unwrap_or_else(|p| p.into_inner()) {
@@ -454,6 +462,51 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         };
         self.save(name, &job);
         outcome
+    }
+
+    /// MDRenewViaARI: when the CA's suggested window for a certificate has come, that key
+    /// spec is renewed now (the returned note says so, for the job log); a suggested time
+    /// before the renew window becomes the time to look again. Never later than the window.
+    fn consult_ari(
+        &self,
+        md: &ManagedDomain,
+        active: &mut ActiveCerts,
+        check: &mut super::check::MdCheck,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        let cache = self.ari?;
+        if !check.renews || !md.ari_renewals || check.is_due(now) {
+            return None;
+        }
+        let http = LazyHttpClient::new(http_config(md));
+        let advice = cache.advise(md, active, &http, now, &super::random_jitter, self.log)?;
+        if advice.due.is_empty() {
+            check.renew_at = check.renew_at.min(advice.at);
+            return None;
+        }
+        advice.due.iter().for_each(|i| active.force(Some(*i)));
+        check.renew_at = now;
+        let name = &md.name;
+        let note = match &advice.explanation {
+            Some(url) => {
+                crate::md_log!(
+                    *self.log,
+                    Level::Notice,
+                    "AH10515: {name}: the CA advises renewal via ARI now, for explanation see \
+                     {url}"
+                );
+                format!("CA advises renewal via ARI, for explanation see {url}")
+            }
+            None => {
+                crate::md_log!(
+                    *self.log,
+                    Level::Notice,
+                    "AH10517: {name}: the CA advises renewal via ARI now"
+                );
+                "CA advises renewal via ARI".to_string()
+            }
+        };
+        Some(note)
     }
 
     /// Take the MD's renewal lock; when another process holds it (or it cannot be taken),
@@ -778,7 +831,13 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 names: md.domains.clone(),
                 challenges: challenges.clone(),
                 profile: profile.clone(),
-                replaces: None,
+                // RFC 9773 §5: the certificate this one replaces, to a CA that has ARI
+                replaces: client
+                    .directory()
+                    .renewal_info
+                    .as_ref()
+                    .and(active.ari_ids.get(i).cloned().flatten())
+                    .filter(|_| active.certs.get(i).copied().flatten().is_some()),
                 must_staple: md.must_staple,
                 preferred_chain: None,
                 resume,

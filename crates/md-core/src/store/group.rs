@@ -61,7 +61,9 @@ impl Group {
     /// account there), so it cannot stay at the 0750 of its creation.
     pub fn top_mode(self) -> u32 {
         match self {
-            Group::Accounts | Group::Staging | Group::Challenges | Group::Ocsp => 0o755,
+            Group::Accounts | Group::Staging | Group::Challenges => 0o755,
+            // as the C module creates it (its child, the owner, reads and writes there)
+            Group::Ocsp => 0o750,
             Group::Domains | Group::Archive | Group::Tmp => 0o700,
         }
     }
