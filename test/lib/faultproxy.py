@@ -50,10 +50,22 @@ step). A fault set on a step replaces the previous one there; `clear_fault(step)
 `requests[step]` counts the requests per step, `injected(step=None, kind=None)` the faults
 injected (also per step and kind in `injections`), `log` lists (step, method, path, fault or
 None) per request.
+
+What Debian's pebble 2.4.0 lacks, the proxy can add (issue 14):
+
+- ARI (RFC 9773): `set_ari_window(start, end, retry_after=1, explanation=None)` adds
+  `renewalInfo` (`<base>/renewal-info/`) to the directory and answers `GET
+  /renewal-info/<cert id>` itself with that `suggestedWindow` (datetimes or RFC 3339 strings)
+  and `Retry-After`; `ari_requests` lists the ids asked. `directory_fetches` counts GET /dir.
+- Profiles: `profiles = {"name": "description", ...}` adds `meta.profiles` to the directory.
+- `new_orders` lists the JSON payloads of newOrder requests (decoded from the JWS), so a test
+  sees `replaces` and `profile`. pebble ignores both fields.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime as _dt
 import http.client
 import json
 import random
@@ -149,6 +161,24 @@ class FaultProxy:
         self._sock = None
         self._conns: set = set()
         self._threads: list[threading.Thread] = []
+        self.ari_window: Optional[tuple[str, str]] = None
+        self.ari_retry_after = 1
+        self.ari_explanation: Optional[str] = None
+        self.ari_requests: list[str] = []
+        self.directory_fetches = 0
+        self.profiles: Optional[dict] = None
+        self.new_orders: list[dict] = []
+
+    def set_ari_window(self, start, end, retry_after: int = 1,
+                       explanation: Optional[str] = None) -> None:
+        def rfc3339(t):
+            if isinstance(t, _dt.datetime):
+                return t.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return t
+        with self._lock:
+            self.ari_window = (rfc3339(start), rfc3339(end))
+            self.ari_retry_after = retry_after
+            self.ari_explanation = explanation
 
     # ---- control (any thread) ----------------------------------------------------------
 
@@ -270,8 +300,12 @@ class FaultProxy:
                     self.requests[step] += 1
                     self.log.append((step, req.method, req.path, fault.kind if fault else None))
                 keep = True
-                if fault is None:
+                local = self._emulate(req)
+                if local is not None:
+                    self._respond(conn, req, *local)
+                elif fault is None:
                     up, status, reason, headers, body = self._forward(up, req)
+                    body = self._augment(step, req, body)
                     self._respond(conn, req, status, reason, headers, body)
                 else:
                     up, keep = self._inject(conn, up, req, fault)
@@ -345,6 +379,48 @@ class FaultProxy:
                 return None
             self.injections[(step, fault.kind)] += 1
             return fault
+
+    def _emulate(self, req: _Request):
+        """Answers pebble cannot give (ARI renewalInfo), as (status, reason, headers, body)."""
+        if not req.path.startswith("/renewal-info/"):
+            return None
+        with self._lock:
+            window, retry, why = self.ari_window, self.ari_retry_after, self.ari_explanation
+            self.ari_requests.append(req.path[len("/renewal-info/"):].lstrip("/"))
+        if window is None:
+            return 404, "Not Found", [("Content-Type", "text/plain")], b"no ARI\n"
+        doc = {"suggestedWindow": {"start": window[0], "end": window[1]}}
+        if why:
+            doc["explanationURL"] = why
+        return 200, "OK", [("Content-Type", "application/json"),
+                           ("Retry-After", str(retry))], json.dumps(doc).encode()
+
+    def _augment(self, step: str, req: _Request, body: bytes) -> bytes:
+        """Record newOrder payloads; add renewalInfo / meta.profiles to the directory."""
+        if step == "order" and req.method == "POST":
+            try:
+                jws = json.loads(req.body)
+                p = jws["payload"]
+                payload = json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
+                with self._lock:
+                    self.new_orders.append(payload)
+            except (ValueError, KeyError, TypeError):
+                pass
+        if step == "directory" and req.method == "GET":
+            with self._lock:
+                self.directory_fetches += 1
+                ari, profiles = self.ari_window is not None, self.profiles
+            if ari or profiles:
+                try:
+                    d = json.loads(body)
+                except ValueError:
+                    return body
+                if ari:
+                    d["renewalInfo"] = f"{self.base}/renewal-info/"
+                if profiles:
+                    d.setdefault("meta", {})["profiles"] = profiles
+                body = json.dumps(d).encode()
+        return body
 
     def _upstream(self):
         return http.client.HTTPSConnection(self.up_host, self.up_port, context=self._up_ctx,

@@ -480,6 +480,13 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         }
         let http = LazyHttpClient::new(http_config(md));
         let advice = cache.advise(md, active, &http, now, &super::random_jitter, self.log)?;
+        crate::md_log!(
+            *self.log,
+            Level::Debug,
+            "{}: ARI: the CA suggests renewal at {}",
+            md.name,
+            crate::store::format_http_date(advice.at)
+        );
         if advice.due.is_empty() {
             check.renew_at = check.renew_at.min(advice.at);
             return None;
