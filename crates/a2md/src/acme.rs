@@ -129,7 +129,9 @@ pub fn run(cli: &Cli, out: &mut Out, cmd: &AcmeCmd) -> CmdResult {
                 let tos = terms(cli, &client)
                     .or_else(|| client.directory().terms_of_service.clone())
                     .unwrap_or_else(|| "accepted".to_string());
-                let payload = json!({"termsOfServiceAgreed": true});
+                // with the contacts: a CA may refuse an update that changes nothing else
+                // (pebble: "empty update")
+                let payload = json!({"termsOfServiceAgreed": true, "contact": rec.contact});
                 let resp = client
                     .post(
                         &ak.url,
