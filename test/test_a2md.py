@@ -275,3 +275,146 @@ def test_drive_failure_is_reported(workdir, pebble):
                         "-c", "http-01",
                         "--listen", f"127.0.0.1:{pebble.http_port}")
     assert out.startswith("activated: fail.test"), (out, err)
+
+
+def test_status_and_check(workdir, pebble):
+    st = store_of(workdir)
+    a2md("-d", st, "-a", pebble.directory_url, "add", "s.test")
+    a2md("-d", st, "add", "later.test")
+    a2md("-d", st, "update", "s.test", "contacts", "admin@s.test")
+    a2md("-d", st, "-C", pebble.ca_file, "-t", "accepted", "drive",
+         "--listen", f"127.0.0.1:{pebble.http_port}", "s.test")
+    rc, out, _ = a2md("-d", st, "status")
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["MD", "STATE", "VALID"]
+    assert any(l.startswith("s.test") and "complete" in l for l in lines[1:]), out
+    assert any(l.startswith("later.test") and "incomplete" in l for l in lines[1:]), out
+    rc, out, _ = a2md("-d", st, "-j", "status")
+    doc = json.loads(out)
+    assert "version" in doc
+    mds = {m["name"]: m for m in doc["managed-domains"]}
+    assert "rsa" in mds["s.test"]["cert"] and mds["later.test"].get("renew") is True
+    rc, out, _ = a2md("-d", st, "-j", "status", "s.test")
+    one = json.loads(out)
+    assert one["name"] == "s.test" and "renew-at" in one
+    rc, _, err = a2md("-d", st, "status", "nope.test", check=False)
+    assert rc == 1 and "unknown Managed Domain" in err
+    rc, out, _ = a2md("-d", st, "check")
+    assert rc == 0 and "0 error(s)" in out, out
+    # damage: a key that does not match, a broken job.json, an open key file
+    dom = st / "domains" / "s.test"
+    before = {p: p.read_bytes() for p in dom.iterdir()}
+    other = subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                            "rsa_keygen_bits:2048"], capture_output=True, check=True).stdout
+    (dom / "privkey.pem").write_bytes(other)
+    os.chmod(dom / "privkey.pem", 0o644)
+    (st / "staging").mkdir(exist_ok=True)
+    (st / "staging" / "s.test").mkdir()
+    (st / "staging" / "s.test" / "job.json").write_text("{not json")
+    rc, out, _ = a2md("-d", st, "check", check=False)
+    assert rc == 1, out
+    assert "does not match" in out and "job.json" in out and "mode 0644" in out, out
+    assert (dom / "privkey.pem").read_bytes() == other, "check changes nothing"
+    assert set(dom.iterdir()) == set(before)
+
+
+def c_or_rs_conf(peb, mds: str, vhosts: str) -> str:
+    return (f"MDCertificateAuthority {peb.directory_url}\n"
+            f"MDCACertificateFile {peb.ca_file}\n"
+            "MDCertificateAgreement accepted\n"
+            "MDContactEmail admin@served.test\n"
+            "MDPortMap http:@HTTP_PORT@ https:@HTTPS_PORT@\n"
+            "MDStoreDir @DIR@/md\n" + mds + vhosts)
+
+
+def served_serial(srv, host) -> int:
+    with socket.create_connection(("127.0.0.1", srv.https_port), timeout=10) as s:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with ctx.wrap_socket(s, server_hostname=host) as tls:
+            der = tls.getpeercert(binary_form=True)
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    out = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=pem,
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.strip().split("=")[1], 16)
+
+
+def file_serial(path) -> int:
+    out = subprocess.run(["openssl", "x509", "-noout", "-serial", "-in", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.strip().split("=")[1], 16)
+
+
+def test_module_serves_a2md_certificate_and_uses_its_account(md_module, httpd_factory):
+    """a2md registers an account and drives served.test into a fresh store; httpd (C module
+    and ours) then serves that certificate without ordering again, and obtains fresh.test
+    (not driven by a2md) with the account a2md registered."""
+    srv = httpd_factory(md_defaults=False)
+    peb = Pebble(str(srv.dir), srv.http_port, srv.https_port)
+    try:
+        peb.start()
+        st = srv.dir / "md"
+        rc, out, _ = a2md("-d", st, "-a", peb.directory_url, "-C", peb.ca_file, "-t",
+                          "accepted", "acme", "newreg", "admin@served.test")
+        acct = out.split()[1]
+        a2md("-d", st, "-a", peb.directory_url, "add", "served.test")
+        rc, out, err = a2md("-d", st, "-C", peb.ca_file, "-t", "accepted", "drive",
+                            "--listen", f"127.0.0.1:{srv.http_port}")
+        assert out.startswith("activated: served.test"), (out, err)
+        want = file_serial(st / "domains" / "served.test" / "pubcert.pem")
+        orders = len(peb.orders())
+        srv.render(c_or_rs_conf(peb, "MDomain served.test\nMDomain fresh.test\n",
+                                "<VirtualHost 127.0.0.1:@HTTPS_PORT@>\n ServerName served.test\n"
+                                " SSLEngine on\n</VirtualHost>\n"
+                                "<VirtualHost 127.0.0.1:@HTTPS_PORT@>\n ServerName fresh.test\n"
+                                " SSLEngine on\n</VirtualHost>\n"))
+        res = srv.start()
+        assert res.started, res.text()
+        assert served_serial(srv, "served.test") == want
+        # fresh.test is obtained by the module with a2md's account
+        job = st / "staging" / "fresh.test" / "job.json"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if job.exists() and json.loads(job.read_text()).get("finished"):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"fresh.test not staged:\n{srv.error_log()[-3000:]}")
+        staged = json.loads((st / "staging" / "fresh.test" / "md.json").read_text())
+        assert staged["ca"]["account"] == acct
+        assert len(peb.orders()) == orders + 1, "served.test was not ordered again"
+        assert sorted(os.listdir(st / "accounts")) == [acct]
+    finally:
+        srv.stop()
+        peb.stop()
+
+
+def test_list_json_on_module_written_store(md_module, httpd_factory):
+    """`a2md list -j` on a store the module wrote lists every MD with md.json's keys."""
+    srv = httpd_factory(md_defaults=False)
+    srv.render("MDCertificateAuthority https://127.0.0.1:9/directory\n"
+               "MDStoreDir @DIR@/md\nMDCertificateAgreement accepted\n"
+               "MDomain one.test www.one.test\n<MDomain two.test>\n"
+               "  MDPrivateKeys secp256r1 rsa2048\n</MDomain>\n"
+               "<VirtualHost 127.0.0.1:@HTTPS_PORT@>\n ServerName one.test\n SSLEngine on\n"
+               "</VirtualHost>\n<VirtualHost 127.0.0.1:@HTTPS_PORT@>\n ServerName two.test\n"
+               " SSLEngine on\n</VirtualHost>\n")
+    res = srv.start()
+    assert res.started, res.text()
+    srv.stop()
+    st = srv.dir / "md"
+    rc, out, _ = a2md("-d", st, "-j", "list")
+    doc = json.loads(out)
+    assert doc["status"] == 0
+    got = {m["name"]: m for m in doc["output"]}
+    assert sorted(got) == ["one.test", "two.test"]
+    for name, m in got.items():
+        on_disk = json.loads((st / "domains" / name / "md.json").read_text())
+        assert set(on_disk) <= set(m), f"{name}: keys {set(on_disk) - set(m)} missing"
+        assert m["domains"] == on_disk["domains"] and m["renew"] is True
+    rc, out, _ = a2md("-d", st, "list")
+    assert out.splitlines() == ["md: one.test [one.test, www.one.test]",
+                                "md: two.test [two.test]"]
+    rc, out, _ = a2md("-d", st, "check")
+    assert rc == 0, out

@@ -33,7 +33,7 @@ use serde_json::json;
 use crate::cli::{Cli, Cmd};
 use crate::log::StderrLog;
 use crate::out::{CmdResult, Fail, Out};
-use crate::store::{dir_of, open_write, stored_mds};
+use crate::store::{child_owner, dir_of, open_write, stored_mds};
 
 /// MDs driven at the same time (as the module's watchdog).
 const MAX_PARALLEL: usize = 4;
@@ -352,6 +352,12 @@ pub fn run(cli: &Cli, out: &mut Out) -> CmdResult {
     };
     let root = dir_of(&cli.dir)?;
     let ws = open_write(root)?;
+    // What this run creates in the child-owned staging/ must not lock httpd's renewal child
+    // (its `User`) out: when no owner is known yet (httpd never ran on this store), the lock
+    // directory this run makes and the staged state of failed MDs are removed afterwards.
+    let locks_dir = root.join(Group::Staging.dir()).join(".locks");
+    let locks_existed = locks_dir.exists();
+    let owner_unknown = rustix::process::geteuid().is_root() && child_owner(root).is_none();
     let all = stored_mds(&ws.store)?;
     let mut mds = Vec::new();
     if wanted.is_empty() {
@@ -428,6 +434,16 @@ pub fn run(cli: &Cli, out: &mut Out) -> CmdResult {
     });
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by_key(|(i, _)| *i);
+    if owner_unknown {
+        for (i, r) in &results {
+            if matches!(r, Result1::Failed(_)) {
+                let _ = ws.store.purge(Group::Staging, &mds[*i].name);
+            }
+        }
+    }
+    if !locks_existed {
+        let _ = std::fs::remove_dir_all(&locks_dir);
+    }
     let mut failed = Vec::new();
     for (i, r) in results {
         let name = &mds[i].name;

@@ -1,6 +1,5 @@
 //! `a2md`: the command-line tool over the mod_md store (SPEC.md section 7).
 #![forbid(unsafe_code)]
-#![allow(dead_code)] // drive, status, check arrive in the next commits
 
 mod acme;
 mod check;

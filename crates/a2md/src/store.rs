@@ -22,8 +22,6 @@ const LOCK_WAIT: Duration = Duration::from_secs(30);
 pub struct WriteStore {
     /// The store.
     pub store: FsStore,
-    /// Its directory.
-    pub root: PathBuf,
     _lock: StoreLock,
 }
 
@@ -86,7 +84,7 @@ pub fn open_read(root: &Path) -> Result<FsStore, Fail> {
 
 /// The owner httpd's children write staging/ as (the module chowns it to its `User`): a2md
 /// run as root keeps that ownership for what it writes there.
-fn child_owner(root: &Path) -> Option<(u32, u32)> {
+pub fn child_owner(root: &Path) -> Option<(u32, u32)> {
     if !rustix::process::geteuid().is_root() {
         return None;
     }
@@ -115,11 +113,7 @@ pub fn open_write(root: &Path) -> Result<WriteStore, Fail> {
         Some(l) => l,
         None => lock(root)?,
     };
-    Ok(WriteStore {
-        store,
-        root: root.to_path_buf(),
-        _lock: lock,
-    })
+    Ok(WriteStore { store, _lock: lock })
 }
 
 /// Check a DNS name as the C registry does: letters, digits and '-' in labels of 1-63
