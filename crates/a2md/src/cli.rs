@@ -8,6 +8,7 @@ use clap::{ArgAction, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "a2md",
+    version,
     about = "Manage the mod_md certificate store and ACME accounts",
     long_about = "a2md manages the certificate store of Apache httpd's mod_md (MDStoreDir): \
                   managed domains, ACME accounts and certificates. It is safe beside a running \
