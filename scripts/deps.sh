@@ -3,7 +3,8 @@
 # Only missing packages are installed, so repeated runs are quick.
 set -euo pipefail
 pkgs=(apache2 apache2-dev libapr1-dev libaprutil1-dev libssl-dev libclang-dev clang
-      pkg-config pebble curl openssl ca-certificates)
+      pkg-config pebble curl openssl ca-certificates tinyproxy
+      iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,6 +16,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq "${missing[@]}" >/dev/null
     # Debian starts the packaged apache2 where it can; our tests run their own instances.
     if command -v service >/dev/null; then service apache2 stop >/dev/null 2>&1 || true; fi
+fi
+# Debian's tinyproxy service listens on 0.0.0.0:8888; test/lib/fwdproxy.py runs its own on
+# 127.0.0.1. Keep the packaged one stopped and out of the boot sequence.
+if dpkg-query -W -f='${Status}' tinyproxy 2>/dev/null | grep -q "install ok installed"; then
+    if command -v service >/dev/null; then service tinyproxy stop >/dev/null 2>&1 || true; fi
+    if command -v systemctl >/dev/null; then systemctl disable tinyproxy >/dev/null 2>&1 || true; fi
+    if command -v update-rc.d >/dev/null; then update-rc.d tinyproxy disable >/dev/null 2>&1 || true; fi
 fi
 if ! command -v cargo >/dev/null; then
     echo "deps: cargo not found: a Rust toolchain >= 1.82 is needed (rustup)" >&2
