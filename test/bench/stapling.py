@@ -183,8 +183,9 @@ class Responder:
         d = self.pki.d
         self.proc = subprocess.Popen(
             # stdbuf -oL: one write per line, so the -resp_text count is never behind
-            ["stdbuf", "-oL", "openssl", "ocsp", "-index", str(self.pki.index_path), "-CA", str(d / "inter.pem"),
-             "-rsigner", str(d / "inter.pem"), "-rkey", str(d / "inter.key"),
+            ["stdbuf", "-oL", "openssl", "ocsp", "-index", str(self.pki.index_path),
+             "-CA", str(d / "inter.pem"), "-rsigner", str(d / "inter.pem"),
+             "-rkey", str(d / "inter.key"),
              "-port", str(self.port), "-multi", "2", "-nmin", "60", "-ignore_err",
              "-resp_text"],
             stdout=self._fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -491,6 +492,8 @@ def bench_handshakes(name: str, pki: Pki, a: argparse.Namespace, client: Path) -
                 paired_ctl.append((pr[0], pr[1]) if pair[0] == "ctl" else (pr[1], pr[0]))
             on, off = seq["on"][-1], seq["off"][-1]
             pon, poff = paired[-1]
+            aa_last = (paired_ctl[-1][0]["per_second"] / paired_ctl[-1][1]["per_second"]
+                       if paired_ctl else 0.0)
             log(f"[{name}] round {rnd + 1}/{a.rounds} (on={roles['on']}): "
                 + ", ".join(f"{m} {x[-1]['per_second']:.0f}/s (stapled {x[-1]['stapled']}/"
                             f"{x[-1]['handshakes']}, err {x[-1]['errors']}, httpd "
@@ -502,8 +505,7 @@ def bench_handshakes(name: str, pki: Pki, a: argparse.Namespace, client: Path) -
                   f"{pon['handshakes']}), off {poff['per_second']:.0f}/s (stapled "
                   f"{poff['stapled']}/{poff['handshakes']}), on/off "
                   f"{pon['per_second'] / poff['per_second']:.3f}"
-                + (f" | paired A/A ctl/off {paired_ctl[-1][0]['per_second'] / paired_ctl[-1][1]['per_second']:.3f}"  # noqa: E501
-                   if paired_ctl else ""))
+                + (" | paired A/A ctl/off " + f"{aa_last:.3f}" if paired_ctl else ""))
 
         def med(xs) -> float:
             return statistics.median(list(xs))
@@ -601,6 +603,7 @@ def bench_watchdog(name: str, pki: Pki, resp: Responder, a: argparse.Namespace) 
         if r.started:
             time.sleep(1)
             res["rss_parent_off_kib"] = rss_kib(srv.proc.pid)
+            res["rss_children_off_kib"] = [rss_kib(k) for k in children_of(srv.proc.pid)]
             log(f"[{name}] {n} vhosts, MDStapling off: started in {res['startup_off_s']:.2f} s,"
                 f" parent RSS {res['rss_parent_off_kib'] / 1024:.1f} MiB")
         else:
@@ -714,8 +717,8 @@ def summary(hs: list[dict], wd: list[dict]) -> str:
                        f"{r['client_us_off']:.0f} us")
     if wd:
         out.append("watchdog: N certs   startup on/off (s)   all responses (s from spawn / "
-                   "after up)   answered   parent RSS on/off (MiB)   children RSS now/peak "
-                   "(MiB)")
+                   "after up)   answered   parent RSS on/off (MiB)   children RSS on: now/peak, "
+                   "off (MiB)")
         for r in wd:
             if "error" in r:
                 out.append(f"  {r['module']:<4} ERROR: {r['error'][:300]}")
@@ -727,7 +730,9 @@ def summary(hs: list[dict], wd: list[dict]) -> str:
                        f"  {r['answered']:6d}   {r['rss_parent_on_kib'] / 1024:6.1f} / "
                        f"{r.get('rss_parent_off_kib', 0) / 1024:6.1f}   "
                        + " ".join(f"{x / 1024:.0f}/{y / 1024:.0f}" for x, y in
-                                  zip(r["rss_children_kib"], r["hwm_children_kib"])))
+                                  zip(r["rss_children_kib"], r["hwm_children_kib"]))
+                       + ", " + " ".join(f"{x / 1024:.0f}"
+                                         for x in r.get("rss_children_off_kib", [])))
         for m in dict.fromkeys(r["module"] for r in wd):
             ok = [r for r in wd if r["module"] == m and "error" not in r and r["complete"]]
             if len(ok) > 1:
