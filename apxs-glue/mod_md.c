@@ -94,6 +94,8 @@ const command_rec md_rs_glue_cmds[] = {
     MD_ARGV("MDStoreDir", "the directory for file system storage of managed domain data."),
     MD_ARGV("MDMatchNames", "Determines how DNS names are matched to vhosts."),
     MD_ARGV("MDBaseServer", "Allow managing of base server outside virtual hosts."),
+    MD_ARGV("MDPreferredChain",
+            "issuer name of the preferred chain among the CA's alternates (mod_md-rs)"),
     MD_ARGV("MDActivationRestart",
             "on|off: the parent activates finished renewals with a graceful restart"),
     {NULL}};

@@ -418,3 +418,37 @@ def test_list_json_on_module_written_store(md_module, httpd_factory):
                                 "md: two.test [two.test]"]
     rc, out, _ = a2md("-d", st, "check")
     assert rc == 0, out
+
+
+def test_md_added_by_a2md_is_obtained_by_the_module(md_module, httpd_factory):
+    """`a2md add` writes md.json (names, CA, contact) into a fresh store; httpd with that MD in
+    its config (C module and ours) takes the stored MD as it is and obtains its certificate:
+    one order, the names a2md gave, no rename or second MD in the store."""
+    srv = httpd_factory(md_defaults=False)
+    peb = Pebble(str(srv.dir), srv.http_port, srv.https_port)
+    try:
+        peb.start()
+        st = srv.dir / "md"
+        a2md("-d", st, "-a", peb.directory_url, "add", "added.test", "www.added.test")
+        before = json.loads((st / "domains" / "added.test" / "md.json").read_text())
+        assert before["domains"] == ["added.test", "www.added.test"]
+        srv.render(c_or_rs_conf(peb, "MDomain added.test www.added.test\n",
+                                "<VirtualHost 127.0.0.1:@HTTPS_PORT@>\n ServerName added.test\n"
+                                " ServerAlias www.added.test\n SSLEngine on\n</VirtualHost>\n"))
+        res = srv.start()
+        assert res.started, res.text()
+        job = st / "staging" / "added.test" / "job.json"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if job.exists() and json.loads(job.read_text()).get("finished"):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"added.test not staged:\n{srv.error_log()[-3000:]}")
+        assert len(peb.orders()) == 1
+        assert sorted(os.listdir(st / "domains")) == ["added.test"]
+        rc, out, _ = a2md("-d", st, "list")
+        assert "added.test" in out
+    finally:
+        srv.stop()
+        peb.stop()

@@ -11,6 +11,7 @@ import signal
 import socket
 import ssl
 import stat
+import subprocess
 import time
 
 import pytest
@@ -573,3 +574,47 @@ def files_holding(store, text) -> dict:
                 pass
     return found
 
+
+
+def _cn(pem: str, which: str = "-subject") -> str:
+    out = subprocess.run(["openssl", "x509", "-noout", which, "-nameopt", "multiline"],
+                         input=pem, capture_output=True, text=True, check=True).stdout
+    return next(ln.split("=", 1)[1].strip() for ln in out.splitlines()
+                if "commonName" in ln)
+
+
+@pytest.mark.parametrize("preferred", [None, 1])
+def test_rs_preferred_chain(preferred):
+    """MDPreferredChain (mod_md-rs): pebble with an alternate root (PEBBLE_ALTERNATE_ROOTS=1)
+    offers two chains, the same intermediate name signed by either root; naming the alternate
+    root picks the chain that leads to it, and the default chain is served without the
+    directive."""
+    from lib.httpd import module_by_name
+    srv = HttpdServer(module_by_name("rs"), log_level="warn md:debug")
+    peb = Pebble(str(srv.dir), srv.http_port, srv.https_port,
+                 env={"PEBBLE_ALTERNATE_ROOTS": "1"})
+    try:
+        peb.start()
+        roots = [_cn(peb._mgmt(f"/roots/{i}")) for i in (0, 1)]
+        assert roots[0] != roots[1]
+        want = roots[preferred or 0]
+        extra = f'MDPreferredChain "{roots[preferred]}"\n' if preferred is not None else ""
+        srv.render(md_conf(srv, peb, extra + "MDomain a.test\n" + vhosts("a.test")))
+        assert srv.start().started
+        wait_staged(srv, "a.test")
+        graceful(srv)
+        pem = (srv.dir / "md" / "domains" / "a.test" / "pubcert.pem").read_text()
+        chain = [c + "-----END CERTIFICATE-----\n"
+                 for c in pem.split("-----END CERTIFICATE-----")[:-1]]
+        # the intermediate in the stored chain is the one signed by the wanted root
+        assert _cn(chain[1], "-issuer") == want, (_cn(chain[1], "-issuer"), roots)
+        # the served chain verifies against that root alone
+        root = srv.dir / "root.pem"
+        root.write_text(peb._mgmt(f"/roots/{preferred or 0}"))
+        ctx = ssl.create_default_context(cafile=str(root))
+        with socket.create_connection(("127.0.0.1", srv.https_port), timeout=10) as s:
+            with ctx.wrap_socket(s, server_hostname="a.test") as tls:
+                assert issuer_cn(tls.getpeercert()).startswith("Pebble Intermediate CA")
+    finally:
+        srv.cleanup()
+        peb.stop()

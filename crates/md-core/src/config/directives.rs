@@ -122,6 +122,8 @@ pub const DIRECTIVES: &[Directive] = &[
     d("MDStoreDir", Take1, NotInSection),
     // mod_md-rs only: the parent activates finished renewals with a graceful restart.
     d("MDActivationRestart", Take1, NotInSection),
+    // mod_md-rs only: the chain (by an issuer's name) to pick among the CA's alternates.
+    d("MDPreferredChain", Take1, Anywhere),
 ];
 
 /// Look a directive up by its configured name (case-insensitive, as httpd matches them).

@@ -34,6 +34,8 @@ pub struct Settings {
     pub ca_challenges: Option<Vec<String>>,
     pub profile: Option<String>,
     pub profile_mandatory: Option<bool>,
+    /// MDPreferredChain (mod_md-rs): issuer name of the preferred alternate chain.
+    pub preferred_chain: Option<String>,
     pub renew_mode: Option<RenewMode>,
     pub renew_window: Option<Timeslice>,
     pub warn_window: Option<Timeslice>,
@@ -67,6 +69,7 @@ impl Settings {
             ca_challenges,
             profile,
             profile_mandatory,
+            preferred_chain,
             renew_mode,
             renew_window,
             warn_window,
@@ -394,6 +397,7 @@ impl ModConfig {
             }
             "MDProfile" => target.profile = Some(v.to_string()),
             "MDProfileMandatory" => target.profile_mandatory = Some(parse_on_off(v)?),
+            "MDPreferredChain" => target.preferred_chain = Some(v.to_string()),
             "MDRetryFailover" => match c_leading_int(v) {
                 // Read like C's atoi (strtol cast to int), as the C module does: trailing junk
                 // is ignored and 4294967297 is 1; an overflow saturates to -1 (rejected).

@@ -846,7 +846,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                     .and(active.ari_ids.get(i).cloned().flatten())
                     .filter(|_| active.certs.get(i).copied().flatten().is_some()),
                 must_staple: md.must_staple,
-                preferred_chain: None,
+                preferred_chain: md.preferred_chain.clone(),
                 resume,
             };
             crate::md_log!(

@@ -46,6 +46,10 @@ pub struct ManagedDomain {
     pub env_own: EnvSettings,
     pub eab: Option<Eab>,
     pub profile: Option<String>,
+    /// MDPreferredChain (mod_md-rs): among the CA's alternate chains, the one with an issuer
+    /// of this name (common name or full name, case-insensitive); the default chain when
+    /// none matches. Not in md.json (the C module has no such setting).
+    pub preferred_chain: Option<String>,
     pub profile_mandatory: bool,
     pub ari_renewals: bool,
     /// Domains served by an SSL vhost with `acme-tls/1` in `Protocols` (filled at post_config).
@@ -139,6 +143,7 @@ impl ManagedDomain {
             },
             eab: s.eab.clone().filter(|e| *e != Eab::None),
             profile: s.profile.clone(),
+            preferred_chain: s.preferred_chain.clone(),
             profile_mandatory: s.profile_mandatory.unwrap_or(false),
             ari_renewals: s.ari_renewals.unwrap_or(true),
             acme_tls_1: Vec::new(),

@@ -238,10 +238,11 @@ impl OcspRegistry {
     }
 
     /// The handshake's answer for certificate id `id` at `now` (SPEC 6 `ssl_ocsp_get_resp`).
-    /// Looks at the store file when there is no response in memory, or the one in memory is
-    /// in its renew window (the watchdog may run in another child): at most once an hour
-    /// while more than a day is left, once a minute while more than a minute is left, else
-    /// once a second. An expired response is never stapled.
+    /// Looks at the store file (the watchdog may run in another child) when there is no
+    /// response in memory, at every handshake (a `stat` of a missing file: the first response
+    /// is stapled by every child at once), or when the one in memory is in its renew window:
+    /// at most once an hour while more than a day is left, once a minute while more than a
+    /// minute is left, else once a second. An expired response is never stapled.
     pub fn staple(&self, id: &[u8], now: DateTime<Utc>) -> Staple {
         let Some(c) = self.get(id) else {
             return Staple::NotOurs;
@@ -260,9 +261,10 @@ impl OcspRegistry {
             let mut st = c.state();
             let left = st.resp.as_ref().map(|r| r.valid.until - now);
             let pause = match left {
+                None => ChronoDuration::zero(),
                 Some(l) if l > ChronoDuration::days(1) => ChronoDuration::hours(1),
                 Some(l) if l > ChronoDuration::minutes(1) => ChronoDuration::minutes(1),
-                _ => ChronoDuration::seconds(1),
+                Some(_) => ChronoDuration::seconds(1),
             };
             st.next_check = Some(now + pause);
         }
@@ -345,19 +347,26 @@ mod tests {
     }
 
     #[test]
-    fn a_new_store_file_is_picked_up_at_the_bounded_rate() {
+    fn a_new_store_file_is_picked_up_at_once_then_at_a_bounded_rate() {
         let dir = tempfile::tempdir().unwrap();
         let (reg, raw) = registry(dir.path());
         let now = Utc::now();
         assert_eq!(reg.staple(&raw, now), Staple::Nothing);
         let r = resp(CertStatus::Good, now - ChronoDuration::hours(1), 24, 1);
         write(&reg, &r);
-        // checked a moment ago: not again within the second
-        assert_eq!(reg.staple(&raw, now), Staple::Nothing);
-        let later = now + ChronoDuration::seconds(2);
-        assert_eq!(reg.staple(&raw, later), Staple::Response(r.der.clone()));
+        // without a response, every handshake looks: the first one is stapled at once
+        assert_eq!(reg.staple(&raw, now), Staple::Response(r.der.clone()));
+        // with one (in its renew window: 1 h left of 24 h), not again within the second...
+        let late = r.valid.until - ChronoDuration::minutes(30);
+        assert_eq!(reg.staple(&raw, late), Staple::Response(r.der.clone()));
+        let newer = resp(CertStatus::Good, now, 24, 2);
+        write(&reg, &newer);
+        assert_eq!(reg.staple(&raw, late), Staple::Response(r.der.clone()));
+        // ... but after it
+        let later = late + ChronoDuration::minutes(2);
+        assert_eq!(reg.staple(&raw, later), Staple::Response(newer.der.clone()));
         // an expired response is not stapled
-        let gone = r.valid.until + ChronoDuration::seconds(1);
+        let gone = newer.valid.until + ChronoDuration::seconds(1);
         assert_eq!(reg.staple(&raw, gone), Staple::Nothing);
     }
 

@@ -281,6 +281,8 @@ impl MdRecord {
             eab,
             profile: j.profile,
             profile_mandatory: j.profile_mandatory,
+            // ours only, from the config; never stored
+            preferred_chain: None,
             ari_renewals: j.ari_renewals,
             acme_tls_1,
             origin: Origin::default(),

@@ -42,6 +42,7 @@ pub fn md(name: &str, domains: &[&str], specs: &[KeySpec]) -> ManagedDomain {
         eab: None,
         profile: None,
         profile_mandatory: false,
+        preferred_chain: None,
         ari_renewals: true,
         acme_tls_1: vec![],
         origin: Origin::default(),
