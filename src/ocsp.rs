@@ -11,6 +11,7 @@ use crate::config::srv_conf;
 use crate::guard::guard;
 use crate::log::{log_s, ServerLog};
 use crate::state::{mod_state, mod_state_ref, pconf_of};
+use crate::watchdog::{start_singleton, Pass};
 use crate::{apr, ffi};
 use md_core::http::{HttpConfig, ReqwestClient};
 use md_core::log::Level;
@@ -153,8 +154,6 @@ struct OcspWatchData {
     watch: OcspWatch,
     store: FsStore,
     proxy_url: Option<String>,
-    server: *mut ffi::server_rec,
-    wd: *mut ffi::ap_watchdog_t,
 }
 
 /// Start the OCSP watchdog when certificates were primed (post_config #2, not the dry run).
@@ -200,85 +199,40 @@ pub unsafe fn start(
         watch: OcspWatch::new(registry, retry_delay, events),
         store,
         proxy_url: g.env.proxy_url.clone(),
-        server: s,
-        wd: std::ptr::null_mut(),
     };
-    // SAFETY: the data lives in pconf as long as the watchdog of this generation.
-    unsafe {
-        let data = apr::pool_box(pconf, data);
-        let rv = ffi::md_rs_glue_watchdog_start(
-            pconf,
-            c"_md_ocsp_".as_ptr(),
-            0,
-            data as *mut c_void,
-            Some(ocsp_callback),
-            &mut (*data).wd,
-        );
-        if rv == 0 {
-            Ok(())
-        } else {
-            Err(rv)
-        }
-    }
+    // SAFETY: as the caller's; the first run comes at once.
+    unsafe { start_singleton(pconf, s, c"_md_ocsp_", std::time::Duration::ZERO, data) }
 }
 
-/// mod_watchdog: one OCSP pass.
-unsafe extern "C" fn ocsp_callback(
-    state: c_int,
-    data: *mut c_void,
-    _pool: *mut ffi::apr_pool_t,
-) -> ffi::apr_status_t {
-    // SAFETY: data is the OcspWatchData registered in start(), alive for this generation.
-    let w = unsafe { &*(data as *const OcspWatchData) };
-    guard("ocsp watchdog", w.server, 0, || {
-        if state != ffi::AP_WATCHDOG_STATE_RUNNING as c_int {
-            return 0;
-        }
-        let next = run_pass(w);
-        log_s!(
-            w.server,
-            Level::Debug,
-            "next OCSP check in {} s",
-            next.as_secs()
-        );
-        // SAFETY: wd and data belong to this generation's watchdog.
-        unsafe {
-            ffi::md_rs_glue_watchdog_set_interval(
-                w.wd,
-                next.as_micros() as ffi::apr_interval_time_t,
-                data,
-                Some(ocsp_callback),
-            );
-        }
-        0
-    })
-}
+impl Pass for OcspWatchData {
+    const WHAT: &'static str = "OCSP watchdog";
 
-fn run_pass(w: &OcspWatchData) -> std::time::Duration {
-    let _in_flight = crate::watchdog::InFlight::enter();
-    let log = ServerLog(w.server);
-    if crate::watchdog::stopping() {
-        return std::time::Duration::from_secs(1);
-    }
-    let config = HttpConfig {
-        proxy_url: w.proxy_url.clone(),
-        connect_timeout: std::time::Duration::from_secs(10),
-        timeout: std::time::Duration::from_secs(60),
-        max_body: ocsp::MAX_RESPONSE_BYTES,
-        ..HttpConfig::default()
-    };
-    let http = match ReqwestClient::new(&config) {
-        Ok(h) => h,
-        Err(e) => {
-            log_s!(w.server, Level::Err, "OCSP: {e}");
-            return ocsp::watch::MAX_PAUSE;
+    fn run(&self, server: *mut ffi::server_rec) -> std::time::Duration {
+        let _in_flight = crate::watchdog::InFlight::enter();
+        if crate::watchdog::stopping() {
+            return std::time::Duration::from_secs(1);
         }
-    };
-    w.watch.run_pass(
-        &w.store,
-        &http,
-        &log,
-        Utc::now(),
-        &crate::watchdog::stopping,
-    )
+        let config = HttpConfig {
+            proxy_url: self.proxy_url.clone(),
+            connect_timeout: std::time::Duration::from_secs(10),
+            timeout: std::time::Duration::from_secs(60),
+            max_body: ocsp::MAX_RESPONSE_BYTES,
+            ..HttpConfig::default()
+        };
+        let http = match ReqwestClient::new(&config) {
+            Ok(h) => h,
+            Err(e) => {
+                log_s!(server, Level::Err, "OCSP: {e}");
+                return ocsp::watch::MAX_PAUSE;
+            }
+        };
+        let log = ServerLog(server);
+        self.watch.run_pass(
+            &self.store,
+            &http,
+            &log,
+            Utc::now(),
+            &crate::watchdog::stopping,
+        )
+    }
 }

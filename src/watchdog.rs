@@ -117,10 +117,97 @@ pub struct RenewPlan {
     pub ari: md_core::drive::ari::AriCache,
 }
 
-struct RenewWatch {
-    plan: RenewPlan,
+/// Work that a singleton mod_watchdog thread runs in one child: a pass returns the pause
+/// until the next one.
+pub(crate) trait Pass: 'static {
+    /// What the watchdog is called in log lines.
+    const WHAT: &'static str;
+    /// One pass in the watchdog's child; `server` is the base server.
+    fn run(&self, server: *mut ffi::server_rec) -> Duration;
+}
+
+/// A pass with what mod_watchdog needs, boxed in pconf for one config generation.
+struct Watch<P: Pass> {
+    pass: P,
     server: *mut ffi::server_rec,
     wd: *mut ffi::ap_watchdog_t,
+}
+
+/// Start the singleton watchdog `name` (post_config, not on the dry run): `pass` runs first
+/// after `first`, then after the pause each run returns.
+///
+/// # Safety
+/// `pconf` and `s` must be httpd's live config pool and base server.
+pub(crate) unsafe fn start_singleton<P: Pass>(
+    pconf: *mut ffi::apr_pool_t,
+    s: *mut ffi::server_rec,
+    name: &'static std::ffi::CStr,
+    first: Duration,
+    pass: P,
+) -> Result<(), ffi::apr_status_t> {
+    let watch = Watch {
+        pass,
+        server: s,
+        wd: std::ptr::null_mut(),
+    };
+    // SAFETY: the watch lives in pconf as long as the watchdog of this generation.
+    unsafe {
+        let watch = apr::pool_box(pconf, watch);
+        let rv = ffi::md_rs_glue_watchdog_start(
+            pconf,
+            name.as_ptr(),
+            first.as_micros() as ffi::apr_interval_time_t,
+            watch as *mut c_void,
+            Some(callback::<P>),
+            &mut (*watch).wd,
+        );
+        if rv == 0 {
+            Ok(())
+        } else {
+            Err(rv)
+        }
+    }
+}
+
+/// mod_watchdog: one run. It always returns success (a failing callback is never called
+/// again) and reschedules itself.
+unsafe extern "C" fn callback<P: Pass>(
+    state: c_int,
+    data: *mut c_void,
+    _pool: *mut ffi::apr_pool_t,
+) -> ffi::apr_status_t {
+    // SAFETY: data is the Watch<P> registered in start_singleton, alive for this generation.
+    let watch = unsafe { &*(data as *const Watch<P>) };
+    guard(P::WHAT, watch.server, 0, || {
+        if state != ffi::AP_WATCHDOG_STATE_RUNNING as c_int {
+            return 0;
+        }
+        let next = watch.pass.run(watch.server);
+        log_s!(
+            watch.server,
+            Level::Debug,
+            "{}: next run in {} s",
+            P::WHAT,
+            next.as_secs()
+        );
+        // SAFETY: wd and data belong to this generation's watchdog.
+        unsafe {
+            ffi::md_rs_glue_watchdog_set_interval(
+                watch.wd,
+                next.as_micros() as ffi::apr_interval_time_t,
+                data,
+                Some(callback::<P>),
+            );
+        }
+        0
+    })
+}
+
+impl Pass for RenewPlan {
+    const WHAT: &'static str = "renewal watchdog";
+    fn run(&self, server: *mut ffi::server_rec) -> Duration {
+        run_pass(self, server)
+    }
 }
 
 /// Start the renewal watchdog (post_config, not on the dry run).
@@ -132,61 +219,9 @@ pub unsafe fn start(
     s: *mut ffi::server_rec,
     plan: RenewPlan,
 ) -> Result<(), ffi::apr_status_t> {
-    let first = plan.initial_delay.unwrap_or_default().as_micros() as ffi::apr_interval_time_t;
-    let watch = RenewWatch {
-        plan,
-        server: s,
-        wd: std::ptr::null_mut(),
-    };
-    // SAFETY: the watch lives in pconf as long as the watchdog of this generation.
-    unsafe {
-        let watch = apr::pool_box(pconf, watch);
-        let rv = ffi::md_rs_glue_watchdog_start(
-            pconf,
-            c"_md_renew_".as_ptr(),
-            first,
-            watch as *mut c_void,
-            Some(renew_callback),
-            &mut (*watch).wd,
-        );
-        if rv == 0 {
-            Ok(())
-        } else {
-            Err(rv)
-        }
-    }
-}
-
-/// mod_watchdog: one run.
-unsafe extern "C" fn renew_callback(
-    state: c_int,
-    data: *mut c_void,
-    _pool: *mut ffi::apr_pool_t,
-) -> ffi::apr_status_t {
-    // SAFETY: data is the RenewWatch registered in start(), alive for this generation.
-    let watch = unsafe { &*(data as *const RenewWatch) };
-    guard("renewal watchdog", watch.server, 0, || {
-        if state != ffi::AP_WATCHDOG_STATE_RUNNING as c_int {
-            return 0;
-        }
-        let next = run_pass(watch);
-        log_s!(
-            watch.server,
-            Level::Debug,
-            "next renewal check in {} s",
-            next.as_secs()
-        );
-        // SAFETY: wd and data belong to this generation's watchdog.
-        unsafe {
-            ffi::md_rs_glue_watchdog_set_interval(
-                watch.wd,
-                next.as_micros() as ffi::apr_interval_time_t,
-                data,
-                Some(renew_callback),
-            );
-        }
-        0
-    })
+    let first = plan.initial_delay.unwrap_or_default();
+    // SAFETY: as the caller's.
+    unsafe { start_singleton(pconf, s, c"_md_renew_", first, plan) }
 }
 
 /// This child is going away: it exits (pool cleanup), or httpd told it to stop (graceful
@@ -202,13 +237,12 @@ pub(crate) fn stopping() -> bool {
 }
 
 /// Renew what is due (bounded parallelism); returns the delay until the next run.
-fn run_pass(watch: &RenewWatch) -> Duration {
+fn run_pass(plan: &RenewPlan, server: *mut ffi::server_rec) -> Duration {
     let _in_flight = InFlight::enter();
     if STOPPING.load(Ordering::SeqCst) {
         return Duration::from_secs(1);
     }
-    let plan = &watch.plan;
-    let log = ServerLog(watch.server);
+    let log = ServerLog(server);
     let mut renewer = Renewer::new(
         &plan.store,
         plan.store_dir.clone(),

@@ -346,6 +346,17 @@ def file_serial(path) -> int:
     return int(out.strip().split("=")[1], 16)
 
 
+def wait_finished(srv, st, md: str, timeout=60):
+    """Wait until the module's renewal of `md` in store `st` has finished (staged)."""
+    job = st / "staging" / md / "job.json"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if job.exists() and json.loads(job.read_text()).get("finished"):
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{md} not staged:\n{srv.error_log()[-3000:]}")
+
+
 def test_module_serves_a2md_certificate_and_uses_its_account(md_module, httpd_factory):
     """a2md registers an account and drives served.test into a fresh store; httpd (C module
     and ours) then serves that certificate without ordering again, and obtains fresh.test
@@ -373,14 +384,7 @@ def test_module_serves_a2md_certificate_and_uses_its_account(md_module, httpd_fa
         assert res.started, res.text()
         assert served_serial(srv, "served.test") == want
         # fresh.test is obtained by the module with a2md's account
-        job = st / "staging" / "fresh.test" / "job.json"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if job.exists() and json.loads(job.read_text()).get("finished"):
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"fresh.test not staged:\n{srv.error_log()[-3000:]}")
+        wait_finished(srv, st, "fresh.test")
         staged = json.loads((st / "staging" / "fresh.test" / "md.json").read_text())
         assert staged["ca"]["account"] == acct
         assert len(peb.orders()) == orders + 1, "served.test was not ordered again"
@@ -437,14 +441,7 @@ def test_md_added_by_a2md_is_obtained_by_the_module(md_module, httpd_factory):
                                 " ServerAlias www.added.test\n SSLEngine on\n</VirtualHost>\n"))
         res = srv.start()
         assert res.started, res.text()
-        job = st / "staging" / "added.test" / "job.json"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if job.exists() and json.loads(job.read_text()).get("finished"):
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"added.test not staged:\n{srv.error_log()[-3000:]}")
+        wait_finished(srv, st, "added.test")
         assert len(peb.orders()) == 1
         assert sorted(os.listdir(st / "domains")) == ["added.test"]
         rc, out, _ = a2md("-d", st, "list")

@@ -7,15 +7,13 @@ each newOrder's payload (`replaces`, `profile`).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import time
 
 import pytest
 
-from lib.faultproxy import FaultProxy, wait_until
-from lib.httpd import HttpdServer, module_by_name
-from lib.pebble import Pebble
+from lib.faultproxy import wait_until
+from test_faults import proxied
 from test_renewal import graceful, vhosts, wait_staged
 
 FUTURE = (dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc),
@@ -34,21 +32,15 @@ def conf(srv, peb, proxy, mds, extra=""):
             "MDCheckInterval 1s\n" + extra + body)
 
 
-@contextlib.contextmanager
-def proxied(module_name: str):
-    """(httpd, pebble, proxy) for module_name; all stopped (by PID) at the end."""
-    srv = HttpdServer(module_by_name(module_name), log_level="warn md:debug")
-    peb = proxy = None
-    try:
-        peb = Pebble(str(srv.dir), srv.http_port, srv.https_port).start()
-        proxy = FaultProxy(peb, rng_seed=1).start()
-        yield srv, peb, proxy
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        srv.cleanup()
-        if peb is not None:
-            peb.stop()
+def serving(srv, peb, proxy, mds):
+    """Start httpd for `mds` (ARI window in the future), wait until every MD is staged, and
+    activate the certificates with a graceful restart."""
+    proxy.set_ari_window(*FUTURE, retry_after=1)
+    srv.render(conf(srv, peb, proxy, mds))
+    assert srv.start().started
+    for m in mds:
+        wait_staged(srv, m)
+    graceful(srv)
 
 
 def active_ari_id(srv, md: str) -> str:
@@ -75,12 +67,7 @@ def test_ari_window_now_renews_once_with_replaces(impl):
     carrying `replaces` = the active certificate's ARI id; then no more."""
     mds = ["a.test", "b.test"]
     with proxied(impl) as (srv, peb, proxy):
-        proxy.set_ari_window(*FUTURE, retry_after=1)
-        srv.render(conf(srv, peb, proxy, mds))
-        assert srv.start().started
-        for m in mds:
-            wait_staged(srv, m)
-        graceful(srv)
+        serving(srv, peb, proxy, mds)
         ids = {m: active_ari_id(srv, m) for m in mds}
         wait_until(lambda: all(i in proxy.ari_requests for i in ids.values()), 30,
                    "renewalInfo asked for both certificates")
@@ -110,12 +97,7 @@ def test_ari_directory_fetched_once_for_many_mds():
     counts = {}
     for impl in ("c", "rs"):
         with proxied(impl) as (srv, peb, proxy):
-            proxy.set_ari_window(*FUTURE, retry_after=1)
-            srv.render(conf(srv, peb, proxy, mds))
-            assert srv.start().started
-            for m in mds:
-                wait_staged(srv, m)
-            graceful(srv)
+            serving(srv, peb, proxy, mds)
             n0, a0 = proxy.directory_fetches, len(proxy.ari_requests)
             time.sleep(8)
             counts[impl] = (proxy.directory_fetches - n0, len(proxy.ari_requests) - a0)
