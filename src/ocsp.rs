@@ -206,6 +206,7 @@ pub unsafe fn start(
 
 impl Pass for OcspWatchData {
     const WHAT: &'static str = "OCSP watchdog";
+    const CHECK: &'static str = "OCSP check";
 
     fn run(&self, server: *mut ffi::server_rec) -> std::time::Duration {
         let _in_flight = crate::watchdog::InFlight::enter();

@@ -122,6 +122,9 @@ pub struct RenewPlan {
 pub(crate) trait Pass: 'static {
     /// What the watchdog is called in log lines.
     const WHAT: &'static str;
+    /// What its runs do, for the debug line after each (`next <CHECK> in N s`; tests count
+    /// the renewal watchdog's runs by it).
+    const CHECK: &'static str;
     /// One pass in the watchdog's child; `server` is the base server.
     fn run(&self, server: *mut ffi::server_rec) -> Duration;
 }
@@ -186,8 +189,8 @@ unsafe extern "C" fn callback<P: Pass>(
         log_s!(
             watch.server,
             Level::Debug,
-            "{}: next run in {} s",
-            P::WHAT,
+            "next {} in {} s",
+            P::CHECK,
             next.as_secs()
         );
         // SAFETY: wd and data belong to this generation's watchdog.
@@ -205,6 +208,7 @@ unsafe extern "C" fn callback<P: Pass>(
 
 impl Pass for RenewPlan {
     const WHAT: &'static str = "renewal watchdog";
+    const CHECK: &'static str = "renewal check";
     fn run(&self, server: *mut ffi::server_rec) -> Duration {
         run_pass(self, server)
     }
