@@ -23,11 +23,73 @@ fn fail(msg: &str) -> ! {
     panic!("mod_md build error: {msg}");
 }
 
+/// The hooks of httpd's core that mod_ssl calls and the module implements (http_ssl.h).
+/// They came with MMN 20120211.103-105 (2.4.47-dev, first released in httpd 2.4.48).
+const SSL_HOOKS: [&str; 5] = [
+    "ssl_add_cert_files",
+    "ssl_add_fallback_cert_files",
+    "ssl_answer_challenge",
+    "ssl_ocsp_prime_hook",
+    "ssl_ocsp_get_resp_hook",
+];
+const MMN_MAJOR: u32 = 20120211;
+const MMN_MINOR_SSL_HOOKS: u32 = 105;
+
+fn mmn_value(mmn_h: &str, name: &str) -> Option<u32> {
+    mmn_h
+        .lines()
+        .find_map(|l| {
+            l.trim_start()
+                .strip_prefix("#define")?
+                .trim_start()
+                .strip_prefix(name)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse::<u32>().ok())
+}
+
+/// Fails the build with an explanation when the httpd found by apxs is older than 2.4.48:
+/// its ap_mmn.h is below 20120211.105 or its http_ssl.h lacks one of [`SSL_HOOKS`]
+/// (see patches/README.md).
+fn check_httpd_has_ssl_hooks(httpd_inc: &str) {
+    println!("cargo:rerun-if-changed={httpd_inc}/ap_mmn.h");
+    println!("cargo:rerun-if-changed={httpd_inc}/http_ssl.h");
+    const WHY: &str = "mod_md-rs needs httpd >= 2.4.48: the certificate, fallback, ACME challenge \
+                       and OCSP stapling hooks of mod_ssl are in httpd's core (http_ssl.h) since \
+                       then. There is no patch for older httpd; see patches/README.md.";
+    let mmn = std::fs::read_to_string(format!("{httpd_inc}/ap_mmn.h"))
+        .unwrap_or_else(|e| fail(&format!("cannot read {httpd_inc}/ap_mmn.h: {e}")));
+    let major = mmn_value(&mmn, "MODULE_MAGIC_NUMBER_MAJOR").unwrap_or(0);
+    let minor = mmn_value(&mmn, "MODULE_MAGIC_NUMBER_MINOR").unwrap_or(0);
+    if major != MMN_MAJOR || minor < MMN_MINOR_SSL_HOOKS {
+        fail(&format!(
+            "httpd in {httpd_inc} has module magic number {major}:{minor}, needs \
+             {MMN_MAJOR}:{MMN_MINOR_SSL_HOOKS} or later (a 2.4 httpd >= 2.4.48).\n{WHY}"
+        ));
+    }
+    let ssl_h: String = std::fs::read_to_string(format!("{httpd_inc}/http_ssl.h"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let missing: Vec<&str> = SSL_HOOKS
+        .iter()
+        .copied()
+        .filter(|h| !ssl_h.contains(&format!("AP_DECLARE_HOOK(int,{h},")))
+        .collect();
+    if !missing.is_empty() {
+        fail(&format!(
+            "{httpd_inc}/http_ssl.h lacks the hook(s) {} (MMN {major}:{minor}).\n{WHY}",
+            missing.join(", ")
+        ));
+    }
+}
+
 fn main() {
     const APXS_HINT: &str = "Install the httpd development files: apt-get install apache2-dev \
                              libapr1-dev libaprutil1-dev (or set APXS=/path/to/apxs).";
     let apxs = std::env::var("APXS").unwrap_or_else(|_| "apxs".to_string());
     let httpd_inc = tool_output(&apxs, &["-q", "INCLUDEDIR"], APXS_HINT);
+    check_httpd_has_ssl_hooks(&httpd_inc);
     let apr_config = tool_output(&apxs, &["-q", "APR_CONFIG"], APXS_HINT);
     let apr_config = if apr_config.is_empty() {
         "apr-1-config".into()
@@ -88,18 +150,6 @@ fn main() {
     bindings
         .write_to_file(out.join("bindings.rs"))
         .unwrap_or_else(|e| fail(&format!("cannot write bindings: {e}")));
-
-    // MMN gates (AP_MODULE_MAGIC_AT_LEAST): the core ssl hooks exist since 20120211:105.
-    let mmn = std::fs::read_to_string(format!("{httpd_inc}/ap_mmn.h")).unwrap_or_default();
-    let minor = mmn
-        .lines()
-        .find_map(|l| l.strip_prefix("#define MODULE_MAGIC_NUMBER_MINOR"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(0);
-    if minor < 105 {
-        fail("httpd is too old: mod_md needs httpd >= 2.4.48 (MMN minor >= 105)");
-    }
 
     let mut cc = cc::Build::new();
     cc.file("apxs-glue/mod_md.c")

@@ -5,6 +5,9 @@ set -euo pipefail
 pkgs=(apache2 apache2-dev libapr1-dev libaprutil1-dev libssl-dev libclang-dev clang
       pkg-config pebble curl openssl ca-certificates tinyproxy
       iproute2)
+# The Debian package (scripts/build-deb.sh) and its test (test/test_package.py, opt-in in
+# test-all.sh with MDRS_PACKAGE_TEST=1): debootstrap for the Debian 12 root, lintian.
+if [ "${MDRS_PACKAGE_TEST:-0}" = 1 ]; then pkgs+=(debootstrap lintian dpkg-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,6 +30,10 @@ fi
 if ! command -v cargo >/dev/null; then
     echo "deps: cargo not found: a Rust toolchain >= 1.82 is needed (rustup)" >&2
     exit 1
+fi
+if [ "${MDRS_PACKAGE_TEST:-0}" = 1 ] && ! command -v cargo-deb >/dev/null; then
+    echo "deps: installing cargo-deb (cargo install cargo-deb --locked)"
+    cargo install cargo-deb --locked
 fi
 python3 -c "import pytest" 2>/dev/null || python3 -m pip install -q pytest
 # test/test_faults.py decrypts the store's encrypted staging keys to compare them with certificates
