@@ -839,6 +839,8 @@ fn stored_part(md: &ManagedDomain) -> ManagedDomain {
     let mut m = md.clone();
     m.origin = Default::default();
     m.env = m.env_own.clone();
+    // MDPreferredChain is ours and comes from the config only: md.json does not carry it
+    m.preferred_chain = None;
     m
 }
 
