@@ -22,6 +22,24 @@ def free_port():
         return s.getsockname()[1]
 
 
+def distinct_ports(n: int, avoid=()) -> list[int]:
+    """n different free TCP ports on 127.0.0.1, none in `avoid` (bound together, then
+    released)."""
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            p = s.getsockname()[1]
+            if p not in avoid and p not in ports:
+                ports.append(p)
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
 def _openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -54,8 +72,10 @@ class Pebble:
         self.dir = os.path.join(workdir, "pebble")
         os.makedirs(self.dir, exist_ok=True)
         self.http_port, self.tls_port = http_port, tls_port
-        self.port, self.mgmt_port = free_port(), free_port()
-        self.dns_port, self.chall_mgmt_port = free_port(), free_port()
+        # Four distinct ports, none of them httpd's: ports taken one by one can repeat (the
+        # kernel may hand a just-released port out again), and then pebble cannot bind.
+        self.port, self.mgmt_port, self.dns_port, self.chall_mgmt_port = distinct_ports(
+            4, avoid={http_port, tls_port})
         self.nonce_reject = nonce_reject
         self.extra_config = config or {}
         self.extra_env = env or {}
