@@ -102,6 +102,9 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
                 match result {
                     Ok(Activation::Activated { .. }) => {
                         log_s!(s, Level::Notice, "AH10068: {name}: staged set activated");
+                        let dir = state.store_dir.join("domains").join(&name);
+                        // SAFETY: s is the live base server, in the config phase.
+                        unsafe { crate::state::pair_cache(s) }.forget_dir(&dir);
                         installed.push(name);
                     }
                     Ok(Activation::Busy) => {
@@ -142,9 +145,11 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
         log_s!(
             s,
             Level::Debug,
-            "{} managed domain(s) configured, store {}",
+            "{} managed domain(s) configured, store {}, {} certificate pair(s) known",
             state.mds.len(),
-            state.store_dir.display()
+            state.store_dir.display(),
+            // SAFETY: s is the live base server, in the config phase.
+            unsafe { crate::state::pair_cache(s) }.len()
         );
         report(s, &diagnostics)
     })
@@ -398,7 +403,11 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             .map(|(md, vs)| !(md.renew_mode == RenewMode::Auto && vs.is_empty()))
             .collect();
         // Status facts now, as root: children cannot read domains/.
-        state.status = crate::status::snapshots(&state.mds, &is_watched, &state.store_dir);
+        // SAFETY: s is the live base server, in the config phase.
+        let pairs = unsafe { crate::state::pair_cache(s) };
+        state.status = crate::status::snapshots(&state.mds, &is_watched, &state.store_dir, pairs);
+        // Pairs of MDs no longer configured are forgotten.
+        pairs.sweep();
         // The renewal decisions rest on the same facts (the child cannot read them).
         let watched: Vec<watchdog::WatchedMd> = state
             .mds
@@ -508,7 +517,9 @@ pub unsafe extern "C" fn md_rs_add_cert_files(
         let Some(md) = state.md_of_server(s as usize) else {
             return DECLINED;
         };
-        let (files, problems) = md_core::serve::cert_files(md, &state.store_dir);
+        let (files, problems) =
+            // SAFETY: s is live, mod_ssl asks in the parent's config phase.
+            md_core::serve::cert_files_cached(md, &state.store_dir, unsafe { crate::state::pair_cache(s) });
         for p in &problems {
             log_s!(
                 s,

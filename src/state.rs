@@ -43,6 +43,63 @@ impl ModState {
     }
 }
 
+/// The active certificate/key pairs checked by the parent (md_core::crypt::PairCache), kept
+/// in httpd's process pool: httpd unloads and loads the module again between the dry run and
+/// the real pass and at every restart, so a static of ours would not outlive a pass. The key
+/// names this very module file (path, device, inode, size, mtime): a replaced module starts a
+/// cache of its own instead of reading one laid out by other code. Never freed: it lives as
+/// long as the process, and a pool cleanup would call into a module already unloaded.
+///
+/// # Safety
+/// `s` must be a live server_rec; call in the parent's config phase (one thread).
+pub unsafe fn pair_cache(s: *const ffi::server_rec) -> &'static md_core::crypt::PairCache {
+    use md_core::crypt::PairCache;
+    static LOCAL: std::sync::OnceLock<PairCache> = std::sync::OnceLock::new();
+    let Some(key) = module_file_key() else {
+        return LOCAL.get_or_init(Default::default);
+    };
+    // SAFETY: s is live (contract); its process pool lives as long as the process. The value
+    // under this key is only ever a PairCache of this very module file (see above).
+    unsafe {
+        let pool = (*(*s).process).pool;
+        let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
+        ffi::apr_pool_userdata_get(&mut data, key.as_ptr(), pool);
+        if data.is_null() {
+            let ptr = Box::into_raw(Box::<PairCache>::default());
+            // apr copies the key; no cleanup (see above)
+            ffi::apr_pool_userdata_set(ptr as *const std::ffi::c_void, key.as_ptr(), None, pool);
+            data = ptr as *mut std::ffi::c_void;
+        }
+        &*(data as *const PairCache)
+    }
+}
+
+/// `mod_md-rs:pairs:<path>:<dev>:<inode>:<size>:<mtime>` of the loaded module file.
+fn module_file_key() -> Option<std::ffi::CString> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: dladdr only reads the loader's tables; info is plain data it fills in.
+    let path = unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        let addr = module_file_key as *const std::ffi::c_void;
+        if libc::dladdr(addr, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(info.dli_fname)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let m = std::fs::metadata(&path).ok()?;
+    let key = format!(
+        "mod_md-rs:pairs:{path}:{}:{}:{}:{}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    );
+    std::ffi::CString::new(key).ok()
+}
+
 /// Read-only view of the state at request time (in a child, after fork; the state is not
 /// changed after post_config, so shared reads from worker threads are fine).
 ///

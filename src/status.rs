@@ -155,9 +155,10 @@ pub fn snapshots(
     mds: &[md_core::md::ManagedDomain],
     watched: &[bool],
     store_dir: &std::path::Path,
+    pairs: &md_core::crypt::PairCache,
 ) -> Vec<MdSnapshot> {
     mds.iter()
         .zip(watched)
-        .map(|(md, w)| MdSnapshot::load(md, store_dir, *w))
+        .map(|(md, w)| MdSnapshot::load_cached(md, store_dir, *w, pairs))
         .collect()
 }

@@ -27,6 +27,15 @@ pub const HSTS_VALUE: &str = "max-age=15768000";
 /// The damaged files stay until the next activation archives them. Static files are the
 /// admin's own and are handed over as configured.
 pub fn cert_files(md: &ManagedDomain, store_dir: &Path) -> (Vec<(String, String)>, Vec<String>) {
+    cert_files_cached(md, store_dir, &crate::crypt::PairCache::new())
+}
+
+/// [`cert_files`], checking the pairs through `pairs` (each unchanged pair parsed once).
+pub fn cert_files_cached(
+    md: &ManagedDomain,
+    store_dir: &Path,
+    pairs: &crate::crypt::PairCache,
+) -> (Vec<(String, String)>, Vec<String>) {
     if !md.cert_files.is_empty() {
         let files = md
             .cert_files
@@ -45,7 +54,7 @@ pub fn cert_files(md: &ManagedDomain, store_dir: &Path) -> (Vec<(String, String)
         if !(cert.is_file() && key.is_file()) {
             continue;
         }
-        match crate::crypt::load_matching_pair(&cert, &key) {
+        match pairs.check(&cert, &key) {
             Ok(_) => files.push((cert.display().to_string(), key.display().to_string())),
             Err(e) => problems.push(e),
         }

@@ -112,6 +112,65 @@ fn matches_vhost(domain: &str, v: &VHost, mode: MatchNames) -> bool {
     mode == MatchNames::All && v.aliases.iter().any(|a| name_hit(a))
 }
 
+/// Which MDs have a name that may cover a host name, or be covered by one: an index over the
+/// MDs' names, so that linking thousands of vhosts and MDs is not quadratic. It only narrows
+/// the candidates; the callers decide with [`domain_covers`] as before.
+#[derive(Default)]
+struct NameIndex {
+    /// Lower-cased name -> MDs with that name.
+    exact: std::collections::HashMap<String, Vec<usize>>,
+    /// `s` of a `*.s` name -> MDs with that wildcard.
+    wild: std::collections::HashMap<String, Vec<usize>>,
+    /// `rest` of a `label.rest` name (the part a wildcard would have to equal) -> MDs.
+    parent: std::collections::HashMap<String, Vec<usize>>,
+}
+
+/// `rest` of `label.rest` (non-empty label), lower-cased: what `*.rest` covers.
+fn parent_of(name: &str) -> Option<String> {
+    name.split_once('.')
+        .filter(|(label, _)| !label.is_empty())
+        .map(|(_, rest)| rest.to_ascii_lowercase())
+}
+
+impl NameIndex {
+    fn new<'a>(names: impl Iterator<Item = (usize, &'a [String])>) -> NameIndex {
+        let mut ix = NameIndex::default();
+        for (i, domains) in names {
+            for d in domains {
+                ix.exact.entry(d.to_ascii_lowercase()).or_default().push(i);
+                if let Some(s) = d.strip_prefix("*.") {
+                    ix.wild.entry(s.to_ascii_lowercase()).or_default().push(i);
+                }
+                if let Some(p) = parent_of(d) {
+                    ix.parent.entry(p).or_default().push(i);
+                }
+            }
+        }
+        ix
+    }
+
+    /// MDs that may have a name `d` with `domain_covers(d, host)`.
+    fn covering(&self, host: &str, out: &mut Vec<usize>) {
+        let get = |m: &std::collections::HashMap<String, Vec<usize>>, k: &str| {
+            m.get(k).map(Vec::as_slice).unwrap_or_default().to_vec()
+        };
+        out.extend(get(&self.exact, &host.to_ascii_lowercase()));
+        if let Some(p) = parent_of(host) {
+            out.extend(get(&self.wild, &p));
+        }
+    }
+
+    /// MDs that may have a name `y` with `domain_covers(y, x) || domain_covers(x, y)`.
+    fn overlapping(&self, x: &str, out: &mut Vec<usize>) {
+        self.covering(x, out);
+        if let Some(s) = x.strip_prefix("*.") {
+            if let Some(v) = self.parent.get(&s.to_ascii_lowercase()) {
+                out.extend(v);
+            }
+        }
+    }
+}
+
 /// Names two MDs have in common (also through wildcards).
 fn overlap(a: &[String], b: &[String]) -> Option<String> {
     a.iter()
@@ -143,8 +202,18 @@ impl Linked {
 pub fn check_definitions(mc: &ModConfig) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     if mc.global.match_names != Some(MatchNames::ServerNames) {
+        let index = NameIndex::new(mc.mds.iter().map(|m| m.domains.as_slice()).enumerate());
+        let mut candidates = Vec::new();
         for (i, a) in mc.mds.iter().enumerate() {
-            for b in &mc.mds[i + 1..] {
+            // the pairs (a, b) in config order, b after a, as a check of all pairs finds them
+            candidates.clear();
+            for x in &a.domains {
+                index.overlapping(x, &mut candidates);
+            }
+            candidates.retain(|&j| j > i);
+            candidates.sort_unstable();
+            candidates.dedup();
+            for b in candidates.iter().map(|&j| &mc.mds[j]) {
                 if let Some(name) = overlap(&a.domains, &b.domains) {
                     // The C module's text; it prints "unknown(line 0)" where we know better.
                     out.push(Diagnostic::new(
@@ -231,13 +300,31 @@ pub fn adopt_admin_contacts(mds: &mut [ManagedDomain], vhosts: &[VHost], vhost_m
 pub fn assign(mds: &[ManagedDomain], vhosts: &[VHost], mc: &ModConfig) -> Vec<Vec<usize>> {
     let mode = mc.global.match_names.unwrap_or(MatchNames::All);
     let base_server = mc.global.base_server.unwrap_or(false);
+    let index = NameIndex::new(mds.iter().map(|m| m.domains.as_slice()).enumerate());
     vhosts
         .iter()
         .map(|v| {
             if v.is_base && !base_server {
                 return Vec::new();
             }
-            let hits: Vec<usize> = (0..mds.len())
+            let hosts = std::iter::once(&v.server_name);
+            let aliases = v.aliases.iter().filter(|_| mode == MatchNames::All);
+            let hosts: Vec<&String> = hosts.chain(aliases).collect();
+            // A glob host (`*.a.org` as alias) is matched against every MD name; any other
+            // host only by the MDs the index names.
+            let candidates: Vec<usize> = if hosts.iter().any(|h| h.contains(['*', '?'])) {
+                (0..mds.len()).collect()
+            } else {
+                let mut c = Vec::new();
+                for h in &hosts {
+                    index.covering(h, &mut c);
+                }
+                c.sort_unstable();
+                c.dedup();
+                c
+            };
+            let hits: Vec<usize> = candidates
+                .into_iter()
                 .filter(|&mi| mds[mi].domains.iter().any(|d| matches_vhost(d, v, mode)))
                 .collect();
             // With servernames, a non-wildcard MD pre-empts wildcard MDs for the same vhost.
@@ -543,6 +630,88 @@ mod tests {
             vec!["a.org", "www.a.org"]
         );
         assert!(acme_tls_1_domains(&mds[0], &[1, 2], &vs).is_empty());
+    }
+
+    /// The indexed linking finds what comparing every MD with every vhost (and every MD with
+    /// every other) found, in the same order.
+    #[test]
+    fn indexed_linking_equals_all_pairs() {
+        let pool = [
+            "a.org",
+            "A.org",
+            "www.a.org",
+            "*.a.org",
+            "x.y.a.org",
+            "*.y.a.org",
+            "b.org",
+            "*.b.org",
+            "c.b.org",
+            "*.org",
+            "q.org",
+            ".a.org",
+            "w?w.a.org",
+        ];
+        let mut seed = 7u64;
+        let mut pick = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        for round in 0..200 {
+            let mut lines = vec![if round % 2 == 0 {
+                "MDMatchNames all"
+            } else {
+                "MDMatchNames servernames"
+            }
+            .to_string()];
+            for _ in 0..(1 + pick(4)) {
+                let names: Vec<&str> = (0..(1 + pick(3)))
+                    .map(|_| pool[pick(pool.len())])
+                    .filter(|n| !n.contains('?'))
+                    .collect();
+                if !names.is_empty() {
+                    lines.push(format!("MDomain {}", names.join(" ")));
+                }
+            }
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let c = mc_with(&refs);
+            // all-pairs overlap check, as before the index
+            let mut expect = Vec::new();
+            for (i, a) in c.0.mds.iter().enumerate() {
+                for b in &c.0.mds[i + 1..] {
+                    if let Some(name) = overlap(&a.domains, &b.domains) {
+                        expect.push(name);
+                    }
+                }
+            }
+            let got: Vec<String> = check_definitions(&c.0)
+                .into_iter()
+                .filter(|d| d.ah == "AH10038")
+                .map(|d| d.message.split('\'').nth(1).unwrap().to_string())
+                .collect();
+            if round % 2 == 0 {
+                assert_eq!(got, expect, "{lines:?}");
+            }
+            let mds = resolve(&c);
+            let vs: Vec<VHost> = (0..(1 + pick(5)))
+                .map(|_| {
+                    let aliases: Vec<&str> = (0..pick(3)).map(|_| pool[pick(pool.len())]).collect();
+                    vh(pool[pick(pool.len())], &aliases, pick(2) == 0)
+                })
+                .collect();
+            let mode = c.0.global.match_names.unwrap_or(MatchNames::All);
+            for (v, hits) in vs.iter().zip(assign(&mds, &vs, &c.0)) {
+                let all: Vec<usize> = (0..mds.len())
+                    .filter(|&mi| mds[mi].domains.iter().any(|d| matches_vhost(d, v, mode)))
+                    .collect();
+                if mode == MatchNames::All || all.len() < 2 {
+                    assert_eq!(hits, all, "{lines:?} {v:?}");
+                } else {
+                    assert!(hits.iter().all(|h| all.contains(h)), "{lines:?} {v:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -133,16 +133,7 @@ impl Certificate {
 
     /// True when every name is covered by a SAN (exact, or a `*.` wildcard one label deep).
     pub fn covers(&self, names: &[String]) -> bool {
-        let sans = self.alt_names();
-        names.iter().all(|n| {
-            sans.iter().any(|s| {
-                s.eq_ignore_ascii_case(n)
-                    || s.strip_prefix("*.").is_some_and(|base| {
-                        n.split_once('.')
-                            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(base))
-                    })
-            })
-        })
+        names_covered(&self.alt_names(), names)
     }
 
     /// The TLS feature extension asks for `status_request` (OCSP must-staple, RFC 7633).
@@ -286,6 +277,20 @@ fn der_extension<'a>(cert: &'a [u8], oid: &[u8]) -> Option<&'a [u8]> {
         }
     }
     None
+}
+
+/// True when every name is covered by one of `sans` (a certificate's [`Certificate::alt_names`]):
+/// exact, or a `*.` wildcard one label deep.
+pub fn names_covered(sans: &[String], names: &[String]) -> bool {
+    names.iter().all(|n| {
+        sans.iter().any(|s| {
+            s.eq_ignore_ascii_case(n)
+                || s.strip_prefix("*.").is_some_and(|base| {
+                    n.split_once('.')
+                        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(base))
+                })
+        })
+    })
 }
 
 fn ip_from_bytes(b: &[u8]) -> Option<std::net::IpAddr> {

@@ -4,11 +4,13 @@ mod cert;
 mod csr;
 mod fallback;
 mod key;
+mod pairs;
 
-pub use cert::{Certificate, CertificateChain};
+pub use cert::{names_covered, Certificate, CertificateChain};
 pub use csr::{make_csr, make_tls_alpn01_cert, CsrOptions, ACME_IDENTIFIER_OID, TLS_FEATURE_OID};
 pub use fallback::{make_fallback_cert, FALLBACK_CN, FALLBACK_DAYS};
 pub use key::{EcCurve, KeyType, PrivateKey};
+pub use pairs::{CheckedPair, PairCache};
 
 use base64::Engine;
 

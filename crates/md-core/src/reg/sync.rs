@@ -32,6 +32,32 @@ pub enum SyncError {
     Store(#[from] StoreError),
 }
 
+/// The DNS names of the leaf in a `pubcert` PEM (`None`: no parseable leaf), remembered by
+/// the PEM's digest: the sync runs at every (re)start, twice at the first, and parsing
+/// thousands of certificates each time was a good part of the start time. The content is the
+/// key, so a changed file is always parsed anew.
+fn leaf_dns_names(pem: &[u8]) -> Option<std::sync::Arc<Vec<String>>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Memo = HashMap<[u8; 32], Option<Arc<Vec<String>>>>;
+    static MEMO: OnceLock<Mutex<Memo>> = OnceLock::new();
+    /// Bound for a long-lived process (renewals add entries): start over past it.
+    const MAX: usize = 100_000;
+    let digest: [u8; 32] = openssl::sha::sha256(pem);
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(hit) = memo.lock().unwrap_or_else(|e| e.into_inner()).get(&digest) {
+        return hit.clone();
+    }
+    let names = keys::leaf_from_pem(pem)
+        .ok()
+        .map(|c| Arc::new(keys::dns_names(&c)));
+    let mut memo = memo.lock().unwrap_or_else(|e| e.into_inner());
+    if memo.len() >= MAX {
+        memo.clear();
+    }
+    memo.insert(digest, names.clone());
+    names
+}
+
 /// Assessed state from the certificates present: complete when every key spec has a
 /// certificate that covers all names of the MD. MDs with static files are left as they are.
 fn assess(store: &impl Store, rec: &mut MdRecord) {
@@ -44,10 +70,10 @@ fn assess(store: &impl Store, rec: &mut MdRecord) {
             .load(Group::Domains, &rec.md.name, &files::pubcert(spec))
             .ok()
             .flatten()
-            .and_then(|pem| keys::leaf_from_pem(&pem).ok());
+            .and_then(|pem| leaf_dns_names(&pem));
         problem = match leaf {
             None => Some(format!("certificate({}) is missing", spec.name())),
-            Some(c) if !keys::covers_all(&c, &rec.md.domains) => Some(format!(
+            Some(sans) if !keys::dns_names_cover(&sans, &rec.md.domains) => Some(format!(
                 "certificate({}) does not cover all domains.",
                 spec.name()
             )),

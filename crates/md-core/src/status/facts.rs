@@ -132,18 +132,30 @@ impl MdSnapshot {
     /// stored md.json (account, CA used) when there is one. Reads root-only files: call in the
     /// parent before privileges drop.
     pub fn load(md: &ManagedDomain, store_dir: &Path, watched: bool) -> MdSnapshot {
+        MdSnapshot::load_cached(md, store_dir, watched, &crate::crypt::PairCache::new())
+    }
+
+    /// [`MdSnapshot::load`], checking the active pairs through `pairs` (each unchanged pair
+    /// parsed once, also across restarts).
+    pub fn load_cached(
+        md: &ManagedDomain,
+        store_dir: &Path,
+        watched: bool,
+        pairs: &crate::crypt::PairCache,
+    ) -> MdSnapshot {
         let domains_dir = store_dir.join("domains").join(&md.name);
         let certs: Vec<(String, Option<CertFacts>)> = if md.cert_files.is_empty() {
             md.private_keys
                 .iter()
                 .map(|spec| {
                     // a pair mod_ssl cannot load is no certificate (see serve::cert_files)
-                    let facts = crate::crypt::load_matching_pair(
-                        &domains_dir.join(files::pubcert(spec)),
-                        &domains_dir.join(files::privkey(spec)),
-                    )
-                    .ok()
-                    .and_then(|(chain, _)| CertFacts::of(chain.leaf(), &md.domains).ok());
+                    let facts = pairs
+                        .check(
+                            &domains_dir.join(files::pubcert(spec)),
+                            &domains_dir.join(files::privkey(spec)),
+                        )
+                        .ok()
+                        .and_then(|p| p.facts_for(&md.domains));
                     (spec.name().to_string(), facts)
                 })
                 .collect()

@@ -86,7 +86,11 @@ pub fn dns_names(cert: &X509) -> Vec<String> {
 /// True when `cert` covers every name in `domains`: literally, or by a wildcard SAN one label
 /// up (`*.a.org` covers `x.a.org`, not `a.org` nor `y.x.a.org`).
 pub fn covers_all(cert: &X509, domains: &[String]) -> bool {
-    let sans = dns_names(cert);
+    dns_names_cover(&dns_names(cert), domains)
+}
+
+/// [`covers_all`] on a certificate's [`dns_names`].
+pub fn dns_names_cover(sans: &[String], domains: &[String]) -> bool {
     domains.iter().all(|d| {
         let d = d.to_ascii_lowercase();
         sans.iter().any(|s| {
