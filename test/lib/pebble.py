@@ -127,13 +127,18 @@ class Pebble:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if peb.poll() is not None:
-                raise RuntimeError(f"pebble exited: {self.log()}")
+                # the caller gets no Pebble to stop: stop challtestsrv here
+                log = self.log()
+                self.stop()
+                raise RuntimeError(f"pebble exited: {log}")
             try:
                 urllib.request.urlopen(self.directory_url, context=ctx, timeout=2).read()
                 return self
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"pebble did not come up: {self.log()}")
+        log = self.log()
+        self.stop()
+        raise RuntimeError(f"pebble did not come up: {log}")
 
     def log(self):
         return self.log_all()[-3000:]
