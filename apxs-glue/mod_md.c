@@ -98,6 +98,13 @@ const command_rec md_rs_glue_cmds[] = {
             "issuer name of the preferred chain among the CA's alternates (mod_md-rs)"),
     MD_ARGV("MDActivationRestart",
             "on|off: the parent activates finished renewals with a graceful restart"),
+    MD_ARGV("MDClusterDatabase",
+            "file with the PostgreSQL connection string of the cluster (mod_md-rs)"),
+    MD_ARGV("MDClusterKeyFile",
+            "file with the key that encrypts private keys in the cluster (mod_md-rs)"),
+    MD_ARGV("MDClusterNode", "this node's name in the cluster (mod_md-rs)"),
+    MD_ARGV("MDClusterLease", "how long a node may renew an MD without renewing its lease"),
+    MD_ARGV("MDClusterPoll", "how often a node looks for certificates others obtained"),
     {NULL}};
 
 void md_rs_glue_register_hooks(apr_pool_t *p)

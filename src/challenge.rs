@@ -43,6 +43,30 @@ pub unsafe extern "C" fn md_rs_http_challenge(r: *mut crate::ffi::request_rec) -
                 req.send_body(200, c"text/plain", body.as_bytes());
                 crate::ffi::DONE
             }
+            Http01::NotFound if req.is_get() => {
+                // Cluster mode: another node may have ordered, and shared the answer.
+                let host = req.hostname().to_ascii_lowercase();
+                match state.shared_challenge(&host, serve::HTTP01_FILE) {
+                    Ok(Some(body)) => {
+                        log_s!(
+                            req.server(),
+                            Level::Debug,
+                            "answering http-01 challenge for {host} (shared by the cluster)"
+                        );
+                        req.send_body(200, c"text/plain", &body);
+                        crate::ffi::DONE
+                    }
+                    Ok(None) => crate::ffi::HTTP_NOT_FOUND,
+                    Err(e) => {
+                        log_s!(
+                            req.server(),
+                            Level::Warning,
+                            "http-01 challenge for {host}: cluster database: {e}"
+                        );
+                        crate::ffi::HTTP_NOT_FOUND
+                    }
+                }
+            }
             Http01::NotFound => crate::ffi::HTTP_NOT_FOUND,
             Http01::NotImplemented => crate::ffi::HTTP_NOT_IMPLEMENTED,
             Http01::Error(e) => {

@@ -421,6 +421,23 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
                 revoked: Default::default(),
             })
             .collect();
+        match cluster_settings(&state.config.global) {
+            Ok(c) => state.cluster = c,
+            Err(e) => {
+                log_s!(s, Level::Emerg, "{e}");
+                return FAILED;
+            }
+        }
+        if let Some(c) = &state.cluster {
+            log_s!(
+                s,
+                Level::Info,
+                "cluster mode: node {}, lease {} s, poll {} s",
+                c.node,
+                c.lease.as_secs(),
+                c.poll.as_secs()
+            );
+        }
         let g = &state.config.global;
         let defaults = RenewSettings::default();
         let retry_delay = g.retry_delay.unwrap_or(defaults.retry_delay);
@@ -470,6 +487,7 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             initial_delay: g.initial_delay,
             ocsp: state.ocsp.clone(),
             ari: Default::default(),
+            cluster: state.cluster.clone().map(watchdog::ClusterPlan::new),
         };
         // SAFETY: pconf and s are live; the watchdog data is owned by pconf.
         let started = unsafe { watchdog::start(pconf, s, plan) };
@@ -485,6 +503,45 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             }
         }
     })
+}
+
+/// Default MDClusterLease.
+const CLUSTER_LEASE: std::time::Duration = std::time::Duration::from_secs(300);
+/// Default MDClusterPoll.
+const CLUSTER_POLL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The cluster settings of MDClusterDatabase and friends, with the files read (as root, in
+/// the parent: the children cannot read them); `None` outside cluster mode.
+fn cluster_settings(
+    g: &md_core::config::settings::GlobalSettings,
+) -> Result<Option<md_cluster::ClusterSettings>, String> {
+    let Some(db) = &g.cluster_database else {
+        if g.cluster_key_file.is_some() || g.cluster_node.is_some() {
+            return Err("MDClusterKeyFile/MDClusterNode need MDClusterDatabase".into());
+        }
+        return Ok(None);
+    };
+    let Some(key) = &g.cluster_key_file else {
+        return Err(format!(
+            "MDClusterDatabase {db} needs MDClusterKeyFile: the key that encrypts private keys \
+             in the cluster database (the same file on every node)"
+        ));
+    };
+    let node = g.cluster_node.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".into())
+    });
+    md_cluster::ClusterSettings::load(
+        db,
+        key,
+        node,
+        g.cluster_lease.unwrap_or(CLUSTER_LEASE),
+        g.cluster_poll.unwrap_or(CLUSTER_POLL),
+    )
+    .map(Some)
 }
 
 /// mod_ssl: certificate files for an SSL vhost. Being asked marks the vhost as SSL. The MD's

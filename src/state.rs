@@ -31,9 +31,28 @@ pub struct ModState {
     pub ocsp: std::sync::Arc<md_core::ocsp::OcspRegistry>,
     /// The store, opened in post_config (parent).
     pub registry: Option<md_core::reg::Registry<md_core::store::FsStore>>,
+    /// Cluster mode (MDClusterDatabase): its settings, read by the parent at post_config.
+    pub cluster: Option<md_cluster::ClusterSettings>,
+    /// A request child's reader of challenges other nodes shared (made at its first miss,
+    /// never in the parent: it connects).
+    pub cluster_reader: std::sync::OnceLock<Option<md_cluster::ChallengeReader>>,
 }
 
 impl ModState {
+    /// Challenge material of `domain` that another cluster node shared (`None` outside
+    /// cluster mode, or when there is none).
+    pub fn shared_challenge(&self, domain: &str, file: &str) -> Result<Option<Vec<u8>>, String> {
+        let reader = self.cluster_reader.get_or_init(|| {
+            self.cluster
+                .as_ref()
+                .and_then(|c| md_cluster::ChallengeReader::new(c).ok())
+        });
+        match reader {
+            Some(r) => r.lookup(domain, file),
+            None => Ok(None),
+        }
+    }
+
     /// The MD of server `key` when exactly one is assigned (SSL vhosts never have more).
     pub fn md_of_server(&self, key: usize) -> Option<&ManagedDomain> {
         match self.server_mds.get(&key).map(Vec::as_slice) {

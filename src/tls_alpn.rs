@@ -120,14 +120,29 @@ pub unsafe extern "C" fn md_rs_answer_challenge(
                 }
                 ffi::OK
             }
-            Ok(None) => {
-                log_s!(
-                    s,
-                    Level::Info,
-                    "AH10080: {host}: no tls-alpn-01 challenge data"
-                );
-                ffi::DECLINED
-            }
+            Ok(None) => match shared_pems(state, &host) {
+                Some((cert, key)) => {
+                    log_s!(
+                        s,
+                        Level::Debug,
+                        "answering tls-alpn-01 challenge for {host} (shared by the cluster)"
+                    );
+                    // SAFETY: as above.
+                    unsafe {
+                        *pcert_pem = apr::pstrdup((*c).pool, &cert);
+                        *pkey_pem = apr::pstrdup((*c).pool, &key);
+                    }
+                    ffi::OK
+                }
+                None => {
+                    log_s!(
+                        s,
+                        Level::Info,
+                        "AH10080: {host}: no tls-alpn-01 challenge data"
+                    );
+                    ffi::DECLINED
+                }
+            },
             Err(e) => {
                 log_s!(
                     s,
@@ -137,5 +152,19 @@ pub unsafe extern "C" fn md_rs_answer_challenge(
                 ffi::DECLINED
             }
         }
+    })
+}
+
+/// Cluster mode: the tls-alpn-01 material another node shared for `host`.
+fn shared_pems(state: &crate::state::ModState, host: &str) -> Option<(String, String)> {
+    state.cluster.as_ref()?;
+    let (name, candidates) = serve::tls_alpn01_files(&state.mds, host)?;
+    candidates.iter().find_map(|(cert, key)| {
+        let cert = state.shared_challenge(&name, cert).ok()??;
+        let key = state.shared_challenge(&name, key).ok()??;
+        Some((
+            String::from_utf8_lossy(&cert).into_owned(),
+            String::from_utf8_lossy(&key).into_owned(),
+        ))
     })
 }

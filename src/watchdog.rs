@@ -115,6 +115,49 @@ pub struct RenewPlan {
     pub ocsp: std::sync::Arc<md_core::ocsp::OcspRegistry>,
     /// The CA's renewal information, cached in the child for all MDs (MDRenewViaARI).
     pub ari: md_core::drive::ari::AriCache,
+    /// Cluster mode: the database, connected in the child at its first pass.
+    pub cluster: Option<ClusterPlan>,
+}
+
+/// The cluster of the renewal child, made at its first pass (never in the parent: it
+/// connects, and connections must not cross a fork).
+pub struct ClusterPlan {
+    settings: md_cluster::ClusterSettings,
+    cluster: std::sync::OnceLock<Result<md_cluster::PgCluster, String>>,
+}
+
+impl ClusterPlan {
+    pub fn new(settings: md_cluster::ClusterSettings) -> ClusterPlan {
+        ClusterPlan {
+            settings,
+            cluster: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The cluster, ready for a pass (its view of the published sets refreshed), or why
+    /// not; the pass renews nothing without it.
+    fn for_pass(&self, log: &ServerLog) -> Option<&md_cluster::PgCluster> {
+        use md_core::drive::cluster::Cluster;
+        let c = match self
+            .cluster
+            .get_or_init(|| md_cluster::PgCluster::new(self.settings.clone()))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                md_core::md_log!(*log, Level::Err, "cluster database: {e}");
+                return None;
+            }
+        };
+        if let Err(e) = c.refresh() {
+            md_core::md_log!(
+                *log,
+                Level::Warning,
+                "cluster database unavailable, serving the certificates at hand, renewing \
+                 nothing: {e}"
+            );
+        }
+        Some(c)
+    }
 }
 
 /// Work that a singleton mod_watchdog thread runs in one child: a pass returns the pause
@@ -256,6 +299,19 @@ fn run_pass(plan: &RenewPlan, server: *mut ffi::server_rec) -> Duration {
     );
     renewer.stopping = &stopping;
     renewer.ari = Some(&plan.ari);
+    let cluster = plan.cluster.as_ref().map(|c| c.for_pass(&log));
+    if let Some(c) = cluster {
+        match c {
+            Some(c) => renewer.cluster = Some(c),
+            // a configured cluster that cannot be used: nothing may be renewed alone
+            None => {
+                return plan
+                    .cluster
+                    .as_ref()
+                    .map_or(Duration::from_secs(60), |c| c.settings.poll)
+            }
+        }
+    }
     let now = Utc::now();
     let interval = plan.check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL);
     let next = Mutex::new(jittered(interval, drive::random_jitter()));
@@ -297,6 +353,10 @@ fn run_pass(plan: &RenewPlan, server: *mut ffi::server_rec) -> Duration {
         }
     });
     let mut next = next.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = &plan.cluster {
+        // other nodes publish renewals: look for them
+        next = next.min(c.settings.poll);
+    }
     if plan.mds.iter().any(|w| w.md.stapling) {
         // The OCSP watchdog (maybe in another child) stores a revocation; look at least
         // hourly, so a revoked certificate is renewed within the hour, not at the next

@@ -74,26 +74,14 @@ pub fn tls_alpn01_pems(
     challenges_dir: &Path,
     host: &str,
 ) -> std::io::Result<Option<(String, String)>> {
-    let host = host.to_ascii_lowercase();
-    // An IP identifier's challenge comes with the address's reverse-DNS name as SNI (RFC 8738
-    // section 6); its material is filed under the address.
-    let host = ip_of_reverse_name(&host).unwrap_or(host);
-    let Some(md) = md_for_host(mds, &host) else {
+    let Some((host, candidates)) = tls_alpn01_files(mds, host) else {
         return Ok(None);
     };
-    if host.starts_with('.') || host.contains(['/', '\\']) || host.contains("..") {
-        return Ok(None);
-    }
     let dir = challenges_dir.join(&host);
-    let mut specs: Vec<_> = md.private_keys.iter().collect();
-    specs.sort_by_key(|s| !s.is_rsa());
-    for spec in specs {
-        let sfx = spec.file_suffix();
-        let cert = dir.join(format!("acme-tls-alpn-01-pubcert{sfx}.pem"));
-        let key = dir.join(format!("acme-tls-alpn-01-privkey{sfx}.pem"));
+    for (cert, key) in candidates {
         match (
-            std::fs::read_to_string(&cert),
-            std::fs::read_to_string(&key),
+            std::fs::read_to_string(dir.join(cert)),
+            std::fs::read_to_string(dir.join(key)),
         ) {
             (Ok(c), Ok(k)) => return Ok(Some((c, k))),
             (Err(e), _) | (_, Err(e)) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -101,6 +89,36 @@ pub fn tls_alpn01_pems(
         }
     }
     Ok(None)
+}
+
+/// Where the tls-alpn-01 material for SNI `host` is filed: the challenge name (the address
+/// of a reverse-DNS name) and the (certificate, key) file names to try, RSA first. `None`
+/// when no MD has the name (or it could escape `challenges/`).
+pub fn tls_alpn01_files(
+    mds: &[ManagedDomain],
+    host: &str,
+) -> Option<(String, Vec<(String, String)>)> {
+    let host = host.to_ascii_lowercase();
+    // An IP identifier's challenge comes with the address's reverse-DNS name as SNI (RFC 8738
+    // section 6); its material is filed under the address.
+    let host = ip_of_reverse_name(&host).unwrap_or(host);
+    let md = md_for_host(mds, &host)?;
+    if host.starts_with('.') || host.contains(['/', '\\']) || host.contains("..") {
+        return None;
+    }
+    let mut specs: Vec<_> = md.private_keys.iter().collect();
+    specs.sort_by_key(|s| !s.is_rsa());
+    let files = specs
+        .into_iter()
+        .map(|spec| {
+            let sfx = spec.file_suffix();
+            (
+                format!("acme-tls-alpn-01-pubcert{sfx}.pem"),
+                format!("acme-tls-alpn-01-privkey{sfx}.pem"),
+            )
+        })
+        .collect();
+    Some((host, files))
 }
 
 /// The address a reverse-DNS name stands for (`4.3.2.1.in-addr.arpa` -> `1.2.3.4`, 32 nibbles

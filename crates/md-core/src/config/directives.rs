@@ -124,6 +124,12 @@ pub const DIRECTIVES: &[Directive] = &[
     d("MDActivationRestart", Take1, NotInSection),
     // mod_md-rs only: the chain (by an issuer's name) to pick among the CA's alternates.
     d("MDPreferredChain", Take1, Anywhere),
+    // mod_md-rs only: cluster mode (MDs shared by several nodes through PostgreSQL).
+    d("MDClusterDatabase", Take1, NotInSection),
+    d("MDClusterKeyFile", Take1, NotInSection),
+    d("MDClusterNode", Take1, NotInSection),
+    d("MDClusterLease", Take1, NotInSection),
+    d("MDClusterPoll", Take1, NotInSection),
 ];
 
 /// Look a directive up by its configured name (case-insensitive, as httpd matches them).

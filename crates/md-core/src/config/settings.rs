@@ -95,6 +95,9 @@ pub struct EnvSettings {
     pub dns01_cmd: Option<String>,
 }
 
+/// Shortest MDClusterKeyFile content (bytes, surrounding white space not counted).
+pub const CLUSTER_KEY_MIN: usize = 32;
+
 /// Settings that exist once per server (not per MD).
 #[derive(Debug, Clone, Default, PartialEq)]
 #[allow(missing_docs)]
@@ -121,6 +124,16 @@ pub struct GlobalSettings {
     pub base_server: Option<bool>,
     /// MDActivationRestart (mod_md-rs): graceful restart by the parent once a renewal is ready.
     pub activation_restart: Option<bool>,
+    /// MDClusterDatabase (mod_md-rs): the file holding the cluster's connection string.
+    pub cluster_database: Option<String>,
+    /// MDClusterKeyFile (mod_md-rs): the file holding the key of private keys in the cluster.
+    pub cluster_key_file: Option<String>,
+    /// MDClusterNode (mod_md-rs): this node's name.
+    pub cluster_node: Option<String>,
+    /// MDClusterLease (mod_md-rs).
+    pub cluster_lease: Option<Duration>,
+    /// MDClusterPoll (mod_md-rs).
+    pub cluster_poll: Option<Duration>,
 }
 
 /// One MD as defined by `MDomain` or an `<MDomain>` section.
@@ -514,6 +527,43 @@ impl ModConfig {
             }
             "MDStoreDir" => self.global.store_dir = Some(ctx.resolve(v)),
             "MDActivationRestart" => self.global.activation_restart = Some(parse_on_off(v)?),
+            "MDClusterDatabase" | "MDClusterKeyFile" => {
+                // Read here (as root, at config time) so that `apachectl -t` names a missing
+                // or unreadable file; the parent reads it again when it starts.
+                let path = ctx.resolve(v);
+                let content =
+                    std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+                if dir.canonical == "MDClusterKeyFile" {
+                    if content.trim_ascii().len() < CLUSTER_KEY_MIN {
+                        return Err(format!(
+                            "{path} holds {} bytes, at least {CLUSTER_KEY_MIN} are needed \
+                             (e.g. `openssl rand -hex 32 > {path}`)",
+                            content.trim_ascii().len()
+                        ));
+                    }
+                    self.global.cluster_key_file = Some(path);
+                } else {
+                    self.global.cluster_database = Some(path);
+                }
+            }
+            "MDClusterNode" => {
+                if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == ':') {
+                    return Err("a node name without spaces or ':' is needed".into());
+                }
+                self.global.cluster_node = Some(v.to_string());
+            }
+            "MDClusterLease" | "MDClusterPoll" => {
+                let ms = parse_duration_signed(v, Unit::Seconds).map_err(|_| BAD_DURATION)?;
+                if ms < 1000 {
+                    return Err("at least one second is needed".into());
+                }
+                let d = Some(Duration::from_millis(ms as u64));
+                if dir.canonical == "MDClusterLease" {
+                    self.global.cluster_lease = d;
+                } else {
+                    self.global.cluster_poll = d;
+                }
+            }
             other => unreachable!("directive {other} has no handler"),
         }
         Ok(Outcome::Done)

@@ -2,6 +2,7 @@
 
 pub mod ari;
 pub mod check;
+pub mod cluster;
 pub mod job;
 pub mod renew;
 pub mod responder;

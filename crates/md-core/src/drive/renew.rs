@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::check::{check_md, ActiveCerts};
+use super::cluster::Lease;
 use super::job::{log_entry, set_last, RunResult};
 use super::responder::StoreResponder;
 use super::schedule::{ready_at, Validity};
@@ -28,6 +29,8 @@ use crate::store::{
     StoreExt,
 };
 use crate::time::{jittered, retry_delay};
+
+mod cluster_steps;
 
 /// Module-wide settings a renewal needs.
 #[derive(Debug, Clone)]
@@ -218,6 +221,9 @@ pub struct Renewer<'a, S: Store + Sync> {
     /// The CA's renewal information (MDRenewViaARI), cached for the process; `None`: not
     /// consulted.
     pub ari: Option<&'a super::ari::AriCache>,
+    /// Cluster mode: the lease, the sets other nodes published, shared challenges; `None`:
+    /// a node of its own.
+    pub cluster: Option<&'a dyn super::cluster::Cluster>,
 }
 
 impl<'a, S: Store + Sync> Renewer<'a, S> {
@@ -238,6 +244,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             events,
             stopping: &|| false,
             ari: None,
+            cluster: None,
         }
     }
 
@@ -258,6 +265,9 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         // restarts httpd must find the set free to activate.
         let mut lock = None;
         let mut job = self.load_job(name);
+        if !job.finished && self.adopt(md, active, now) {
+            job = self.load_job(name);
+        }
         if job.finished {
             lock = match self.lock(name, now) {
                 Ok(l) => Some(l),
@@ -339,6 +349,10 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         if let Err(e) = self.store.recover_dir(Group::Staging, name) {
             crate::md_log!(*self.log, Level::Warning, "{name}: staging recovery: {e}");
         }
+        let lease = match self.lease(name, now) {
+            Ok(l) => l,
+            Err(outcome) => return outcome,
+        };
         if let Err(e) = self.events.raise("renewing", name, &mut job, now, self.log) {
             // The admin's command vetoed the renewal (e.g. another cluster node renews). It
             // counts as an error, with backoff, as in the C module.
@@ -355,7 +369,25 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             log_entry(&mut job, now, "progress", Some(note));
         }
         let setups = Mutex::new(Vec::new());
-        let result = self.renew(md, support, &job, active, now, &setups);
+        let result = self.renew(md, support, &job, active, now, &setups, lease.as_deref());
+        let result = match (result, self.cluster.zip(lease.as_deref())) {
+            (Ok(new), Some((cluster, lease))) => match self.publish(cluster, lease, md) {
+                Ok(()) => Ok(new),
+                Err(e) => {
+                    // Another node renewed it meanwhile (or may have): what this node got
+                    // must not be used, the cluster's set is the one all nodes serve.
+                    crate::md_log!(
+                        *self.log,
+                        Level::Warning,
+                        "{name}: cluster lease lost, discarding the certificate(s) obtained \
+                         here: {e}"
+                    );
+                    self.reset_staging(md);
+                    return MdOutcome::Idle(Some(later(now, cluster.poll())));
+                }
+            },
+            (r, _) => r,
+        };
         for reason in setups.into_inner().unwrap_or_else(|p| p.into_inner()) {
             log_entry(&mut job, now, &format!("message-{reason}"), None);
         }
@@ -419,6 +451,9 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 );
                 job.ca_retry_until = ca_retry_until;
                 job.next_run = Some(next);
+                if let Some(l) = &lease {
+                    l.keep_until(next);
+                }
                 let detail = e.to_string();
                 let status = e.apr_status();
                 let activity = e.activity(name);
@@ -701,6 +736,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
     }
 
     /// Obtain every key spec's certificate into staging; returns their validity.
+    #[allow(clippy::too_many_arguments)]
     fn renew(
         &self,
         md: &ManagedDomain,
@@ -709,6 +745,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         active: &ActiveCerts,
         now: DateTime<Utc>,
         setups: &Mutex<Vec<String>>,
+        lease: Option<&dyn Lease>,
     ) -> Result<Vec<Validity>, RenewError> {
         let name = md.name.as_str();
         let challenges: Vec<ChallengeType> = candidates(&md.ca_challenges, support)
@@ -769,6 +806,9 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 // Between two ACME steps: a child that goes away answers no more challenges.
                 if (self.stopping)() {
                     return Err("the server is restarting".into());
+                }
+                if let (Some(c), Some(l)) = (self.cluster, lease) {
+                    self.share_challenge(c, l, reason)?;
                 }
                 let mut scratch = JobRecord::default();
                 let r = self
