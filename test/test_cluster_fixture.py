@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from lib.cluster import kill_pid, wait_for
-from lib.postgres import Postgres, _alive
+from lib.postgres import Postgres, pid_alive
 
 
 def listeners(port: int) -> list[str]:
@@ -42,7 +42,7 @@ def test_postgres_fixture(pg_factory):
         ["a", "00ff"], ["b,c", ""]]
     first = pg.pid
     with pg.stop_for(2):
-        assert not _alive(first)
+        assert not pid_alive(first)
         assert listeners(pg.port) == []
         with pytest.raises(RuntimeError, match="Connection refused|connection to server"):
             pg.psql("SELECT 1")
@@ -51,7 +51,7 @@ def test_postgres_fixture(pg_factory):
     assert pg.psql("SELECT count(*) FROM t") == [["2"]]
     last = pg.pid
     pg.stop()
-    assert not _alive(last) and listeners(pg.port) == []
+    assert not pid_alive(last) and listeners(pg.port) == []
 
 
 def test_postgres_dropped_without_stop_is_stopped():
@@ -61,7 +61,7 @@ def test_postgres_dropped_without_stop_is_stopped():
     try:
         del pg
         gc.collect()
-        assert not _alive(pid)
+        assert not pid_alive(pid)
     finally:
         subprocess.run(["rm", "-rf", str(base)], check=True)
 
@@ -105,11 +105,11 @@ def test_cluster_hold_script_and_killed_node(cluster_factory, md_module):
     try:
         assert child in node.children()
         assert os.stat(f"/proc/{child}").st_uid != 0
-        assert _alive(script)
+        assert pid_alive(script)
         assert len(cluster.peb.orders()) == 1
         parent = node.parent_pid
         cluster.kill_node(node)
         assert not node.running
-        assert not _alive(parent) and not _alive(child)
+        assert not pid_alive(parent) and not pid_alive(child)
     finally:
         kill_pid(script)

@@ -52,14 +52,16 @@ MD_LINE = re.compile(r"^\[[^\]]*\] \[md:(emerg|alert|crit|error|warn|notice|info
                      re.M)
 
 
-def wait_for(cond, timeout: float, what: str, logs=lambda: ""):
-    """cond()'s first truthy value, polled every 0.2 s; AssertionError after `timeout`."""
+def wait_for(cond, timeout: float, what, logs=lambda: ""):
+    """cond()'s first truthy value, polled every 0.2 s; AssertionError after `timeout` naming
+    `what` (a string, or a callable giving it then) and showing logs()."""
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > deadline:
+            what = what() if callable(what) else what
             raise AssertionError(f"timed out ({timeout:.0f}s) waiting for {what}\n{logs()}")
         time.sleep(0.2)
 

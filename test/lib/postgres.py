@@ -50,7 +50,7 @@ class PostgresMissing(RuntimeError):
     """PostgreSQL (or its `postgres` user) is not installed: the test must fail."""
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """The process exists and is not a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -232,7 +232,7 @@ class Postgres:
         if self._finalizer is not None:
             self._finalizer()  # runs _stop_postmaster(proc) once and disarms itself
             self._finalizer = None
-        assert proc is None or not _alive(proc.pid)
+        assert proc is None or not pid_alive(proc.pid)
 
     def restart(self) -> None:
         self.stop()
