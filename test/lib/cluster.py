@@ -183,9 +183,10 @@ class Cluster:
                 f"MDClusterLease {self.lease}\n"
                 f"MDClusterPoll {self.poll}\n")
 
-    def conf(self, node: Node, mds, extra: str = "") -> str:
+    def conf(self, node: Node, mds, extra: str = "", plain: bool = False) -> str:
         """The config body of `node`: pebble, http-01, quick watchdog runs and retries, the
-        cluster directives, `extra`, one MDomain with an http and https vhost per MD."""
+        cluster directives (not if `plain`), `extra`, one MDomain with an http and https vhost
+        per MD."""
         peb = self.peb
         return (f"MDCertificateAuthority {peb.directory_url}\n"
                 f"MDCACertificateFile {peb.ca_file}\n"
@@ -195,16 +196,17 @@ class Cluster:
                 "MDCAChallenges http-01\n"
                 "MDCheckInterval 1s\n"
                 "MDRetryDelay 1s\n"
-                + self.cluster_conf(node) + extra
+                + ("" if plain else self.cluster_conf(node)) + extra
                 + "".join(f"MDomain {md}\n" for md in mds)
                 + "".join(vhosts(md) for md in mds))
 
     def render(self, mds, extra: str = "", per_node: dict[str, str] | None = None,
-               nodes: list[Node] | None = None) -> None:
+               nodes: list[Node] | None = None, plain: bool = False) -> None:
         """Write the config of each node (default: all) with the MDs `mds`; `per_node` adds
-        lines to single nodes (by name)."""
+        lines to single nodes (by name); `plain`: without the cluster directives."""
         for node in nodes or self.nodes:
-            node.srv.render(self.conf(node, mds, extra + (per_node or {}).get(node.name, "")))
+            node.srv.render(self.conf(node, mds, extra + (per_node or {}).get(node.name, ""),
+                                      plain))
 
     def hold_script(self, node: Node, hold: int = 20) -> tuple[str, Path]:
         """(MDMessageCmd line, marker path) for HOLD_SCRIPT on `node`."""

@@ -177,7 +177,8 @@ class Postgres:
             "full_page_writes = off",
             "shared_buffers = 32MB",
             "max_connections = 200",
-            "log_line_prefix = '%m [%p] %q%u@%d '",
+            # app=: tells the module's statements from psql's (test/bench/cluster.py)
+            "log_line_prefix = '%m [%p] app=%a %q%u@%d '",
         ]
         if self.log_statements:
             settings.append("log_statement = 'all'")
