@@ -137,7 +137,7 @@ class Cluster:
         self.keep = keep if keep is not None else bool(os.environ.get("MD_KEEP_TMP"))
         self.dir = Path(tempfile.mkdtemp(prefix="md-e2e-cluster-"))
         os.chmod(self.dir, 0o755)
-        self.pg, self.lease, self.poll = pg, lease, poll
+        self.pg, self.lease_time, self.poll_time = pg, lease, poll
         self.http_port, self.https_port = free_ports(2)
         self.nodes = [Node(f"node{i}", f"127.0.0.{i}",
                            HttpdServer(module, log_level=log_level, keep=self.keep,
@@ -180,8 +180,8 @@ class Cluster:
         return (f"MDClusterDatabase {self.conninfo_file}\n"
                 f"MDClusterKeyFile {self.key_file}\n"
                 f"MDClusterNode {node.name}\n"
-                f"MDClusterLease {self.lease}\n"
-                f"MDClusterPoll {self.poll}\n")
+                f"MDClusterLease {self.lease_time}\n"
+                f"MDClusterPoll {self.poll_time}\n")
 
     def conf(self, node: Node, mds, extra: str = "", plain: bool = False) -> str:
         """The config body of `node`: pebble, http-01, quick watchdog runs and retries, the
