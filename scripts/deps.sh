@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(apache2 apache2-dev libapr1-dev libaprutil1-dev libssl-dev libclang-dev clang
       pkg-config pebble curl openssl ca-certificates tinyproxy
-      iproute2)
+      iproute2 postgresql)
 # The Debian package (scripts/build-deb.sh) and its test (test/test_package.py, opt-in in
 # test-all.sh with MDRS_PACKAGE_TEST=1): debootstrap for the Debian 12 root, lintian.
 if [ "${MDRS_PACKAGE_TEST:-0}" = 1 ]; then pkgs+=(debootstrap lintian dpkg-dev); fi
@@ -26,6 +26,14 @@ if dpkg-query -W -f='${Status}' tinyproxy 2>/dev/null | grep -q "install ok inst
     if command -v service >/dev/null; then service tinyproxy stop >/dev/null 2>&1 || true; fi
     if command -v systemctl >/dev/null; then systemctl disable tinyproxy >/dev/null 2>&1 || true; fi
     if command -v update-rc.d >/dev/null; then update-rc.d tinyproxy disable >/dev/null 2>&1 || true; fi
+fi
+# Debian's postgresql package makes and starts a cluster "main" on port 5432; test/lib/postgres.py
+# runs a throw-away server of its own (initdb in a temporary dir, 127.0.0.1, a run-time port).
+# Keep the packaged one stopped and out of the boot sequence.
+if dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q "install ok installed"; then
+    if command -v service >/dev/null; then service postgresql stop >/dev/null 2>&1 || true; fi
+    if command -v systemctl >/dev/null; then systemctl disable postgresql >/dev/null 2>&1 || true; fi
+    if command -v update-rc.d >/dev/null; then update-rc.d postgresql disable >/dev/null 2>&1 || true; fi
 fi
 if ! command -v cargo >/dev/null; then
     echo "deps: cargo not found: a Rust toolchain >= 1.82 is needed (rustup)" >&2

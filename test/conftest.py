@@ -5,6 +5,9 @@
 * "c"  = Debian's /usr/lib/apache2/modules/mod_md.so (the reference; env ``MD_C_MODULE``).
 * "rs" = env ``MD_RS_MODULE``, default <repo>/target/release/libmod_md.so. A missing file FAILS
   the rs tests (never skips: a skipped test must not look like a passing one).
+* ``pg_factory`` / ``cluster_factory``: a throw-away PostgreSQL (lib/postgres.py) and httpd
+  nodes sharing it with one pebble (lib/cluster.py); made inside the test, so missing
+  PostgreSQL binaries FAIL it as a missing module does.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lib.cversion import c_md_version  # noqa: E402
+from lib.cluster import Cluster  # noqa: E402
 from lib.httpd import APACHE2, HttpdServer, module_by_name, selected_module_names  # noqa: E402
+from lib.postgres import Postgres  # noqa: E402
 
 
 def pytest_addoption(parser):
@@ -67,3 +72,34 @@ def httpd_factory(md_module):
     yield make
     for srv in servers:
         srv.cleanup()
+
+
+@pytest.fixture
+def pg_factory():
+    """make(**kwargs) -> a started Postgres; every one is stopped and removed at teardown."""
+    made: list[Postgres] = []
+
+    def make(**kwargs) -> Postgres:
+        pg = Postgres(**kwargs)
+        made.append(pg)
+        return pg.start()
+
+    yield make
+    for pg in made:
+        pg.cleanup()
+
+
+@pytest.fixture
+def cluster_factory():
+    """make(module name, n=3, pg=None, **kwargs) -> a Cluster with its pebble running (nodes
+    not started); all nodes, pebbles and dirs are stopped and removed at teardown."""
+    made: list[Cluster] = []
+
+    def make(module: str = "rs", n: int = 3, **kwargs) -> Cluster:
+        cluster = Cluster(module_by_name(module), n, **kwargs)
+        made.append(cluster)
+        return cluster.start_pebble()
+
+    yield make
+    for cluster in made:
+        cluster.cleanup()

@@ -2,7 +2,7 @@
 
 Everything lives in one temporary server directory: conf/, logs/, run/, htdocs/, the md
 store (MDStoreDir) and a throw-away self-signed certificate for plain SSL vhosts. Ports are
-picked at run time by binding port 0 on 127.0.0.1; nothing listens on other addresses and
+picked at run time by binding port 0 on 127.0.0.1; nothing listens outside loopback and
 the ACME CA URL points at an unreachable loopback port, so nothing leaves the machine.
 
 Two ways to use a server directory:
@@ -12,8 +12,12 @@ Two ways to use a server directory:
     exits (startup failure) or reports "resuming normal operations"; ``stop()`` ends it by PID
     (SIGTERM, wait, then SIGKILL to the process group it leads).
 
-Snippets and bodies may use the tokens @DIR@, @HTTP_PORT@, @HTTPS_PORT@, @CERT@, @KEY@,
-which are replaced when the config is rendered.
+A server listens on 127.0.0.1 unless given another loopback address (``listen_ip``, e.g.
+127.0.0.2); servers on different loopback addresses may share the same ports (``ports``), as
+the nodes of a cluster do (lib/cluster.py).
+
+Snippets and bodies may use the tokens @DIR@, @IP@ (the listen address), @HTTP_PORT@,
+@HTTPS_PORT@, @CERT@, @KEY@, which are replaced when the config is rendered.
 """
 
 from __future__ import annotations
@@ -152,7 +156,8 @@ class HttpdServer:
 
     def __init__(self, module: MdModule, *, ssl: bool = True, status: bool = False,
                  md_defaults: bool = True, log_level: str = "warn",
-                 keep: Optional[bool] = None):
+                 keep: Optional[bool] = None, listen_ip: str = "127.0.0.1",
+                 ports: Optional[tuple[int, int]] = None):
         check_prerequisites(module)  # raised inside the test: a missing module FAILS it
         self.module = module
         self.ssl = ssl
@@ -165,7 +170,8 @@ class HttpdServer:
         for sub in ("conf", "logs", "run", "htdocs"):
             (self.dir / sub).mkdir()
             os.chmod(self.dir / sub, 0o755)
-        self.http_port, self.https_port = free_ports(2)
+        self.listen_ip = listen_ip
+        self.http_port, self.https_port = ports or free_ports(2)
         self.conf_path = self.dir / "conf" / "httpd.conf"
         self.error_log_path = self.dir / "logs" / "error.log"
         self.output_path = self.dir / "logs" / "httpd-output.log"
@@ -195,6 +201,7 @@ class HttpdServer:
         if "@CERT@" in text or "@KEY@" in text:
             self.ensure_cert()
         return (text.replace("@DIR@", str(self.dir))
+                .replace("@IP@", self.listen_ip)
                 .replace("@HTTP_PORT@", str(self.http_port))
                 .replace("@HTTPS_PORT@", str(self.https_port))
                 .replace("@CERT@", str(self.cert_file))
@@ -222,10 +229,10 @@ class HttpdServer:
             f'ErrorLog "{self.error_log_path}"',
             f"LogLevel {self.log_level}",
             "ServerName localhost",
-            f"Listen 127.0.0.1:{self.http_port}",
+            f"Listen {self.listen_ip}:{self.http_port}",
         ]
         if self.ssl:
-            lines.append(f"Listen 127.0.0.1:{self.https_port}")
+            lines.append(f"Listen {self.listen_ip}:{self.https_port}")
         lines += [
             f'LoadModule mpm_event_module "{mods}/mod_mpm_event.so"',
             f'LoadModule authz_core_module "{mods}/mod_authz_core.so"',
@@ -305,7 +312,7 @@ class HttpdServer:
             if rc is not None:
                 return StartResult(False, rc, self.error_log(), self.output())
             log = self.error_log()
-            if STARTED_MARKER in log[base:] and port_listening(self.http_port):
+            if STARTED_MARKER in log[base:] and port_listening(self.http_port, self.listen_ip):
                 return StartResult(True, None, log, self.output())
             if time.monotonic() > deadline:
                 return StartResult(False, None, log, self.output(), timed_out=True)

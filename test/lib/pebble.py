@@ -170,12 +170,19 @@ class Pebble:
         """pebble's issuing root (to verify issued chains)."""
         return self._mgmt("/roots/0")
 
+    def _chall_mgmt(self, path, body):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.chall_mgmt_port}{path}",
+                                     data=json.dumps(body).encode(), method="POST")
+        urllib.request.urlopen(req, timeout=5).read()
+
     def set_txt(self, host, value):
         """Set a TXT record in challtestsrv (dns-01)."""
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.chall_mgmt_port}/set-txt",
-            data=json.dumps({"host": host, "value": value}).encode(), method="POST")
-        urllib.request.urlopen(req, timeout=5).read()
+        self._chall_mgmt("/set-txt", {"host": host, "value": value})
+
+    def add_a(self, host, ip):
+        """Resolve `host` to `ip` (instead of challtestsrv's default 127.0.0.1): pebble's
+        http-01 and tls-alpn-01 validations for `host` then connect to ip:httpPort/tlsPort."""
+        self._chall_mgmt("/add-a", {"host": host, "addresses": [ip]})
 
     def stop(self):
         for p in reversed(self.procs):
