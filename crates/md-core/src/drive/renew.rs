@@ -808,7 +808,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                     return Err("the server is restarting".into());
                 }
                 if let (Some(c), Some(l)) = (self.cluster, lease) {
-                    self.share_challenge(c, l, reason)?;
+                    self.share_challenge(c, l, name, reason)?;
                 }
                 let mut scratch = JobRecord::default();
                 let r = self
@@ -818,7 +818,13 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(reason.to_string());
-                r.map_err(|e| e.0)
+                r.map_err(|e| e.0)?;
+                // The admin's command may have run long: the CA is asked to validate only
+                // while the lease is still this node's.
+                match lease {
+                    Some(l) => self.lease_held(name, l),
+                    None => Ok(()),
+                }
             }),
         };
         let mut validity = Vec::new();

@@ -215,17 +215,31 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         Ok(())
     }
 
+    /// `Ok` while `lease` is still ours; else say so (the order is abandoned).
+    pub(super) fn lease_held(&self, name: &str, lease: &dyn Lease) -> Result<(), String> {
+        if lease.held() {
+            return Ok(());
+        }
+        crate::md_log!(
+            *self.log,
+            Level::Warning,
+            "{name}: cluster lease lost (fence {}): another node may renew it now, abandoning \
+             this order",
+            lease.fence()
+        );
+        Err("the cluster lease of this MD was lost".into())
+    }
+
     /// At a challenge setup (`challenge-setup:<type>:<domain>`): the lease must still be
     /// ours, and the challenge's files go to the cluster so that any node answers it.
     pub(super) fn share_challenge(
         &self,
         cluster: &dyn Cluster,
         lease: &dyn Lease,
+        name: &str,
         reason: &str,
     ) -> Result<(), String> {
-        if !lease.held() {
-            return Err("the cluster lease of this MD was lost".into());
-        }
+        self.lease_held(name, lease)?;
         let Some((_, domain)) = reason
             .strip_prefix("challenge-setup:")
             .and_then(|r| r.split_once(':'))
