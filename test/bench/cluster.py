@@ -26,7 +26,7 @@ Phases and what is measured:
    statements per node and second (the polling cost with N MDs), the start cost of phase 2
    subtracted.
 
-    python3 test/bench/cluster.py [--mds 1000] [--nodes 3] [--poll 2s] [--lease 5m]
+    python3 test/bench/cluster.py [--mds 1000] [--nodes 3] [--poll 2s] [--lease 300s]
         [--activation graceful|restart] [--starts 3] [--idle 30] [--timeout 3600] [--json F]
 
 The module: env MD_RS_MODULE (default target/release/libmod_md.so of this repo). MD_KEEP_TMP=1
@@ -177,7 +177,7 @@ def main() -> None:
     ap.add_argument("--mds", type=int, default=1000)
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--poll", default="2s", help="MDClusterPoll")
-    ap.add_argument("--lease", default="5m", help="MDClusterLease")
+    ap.add_argument("--lease", default="300s", help="MDClusterLease")
     ap.add_argument("--activation", choices=("graceful", "restart"), default="graceful")
     ap.add_argument("--starts", type=int, default=3, help="warm starts per variant")
     ap.add_argument("--idle", type=float, default=30, help="seconds of the idle phase")

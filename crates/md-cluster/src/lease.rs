@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use md_core::drive::cluster::Lease;
+use postgres::types::Type;
 
 use crate::Inner;
 
@@ -70,10 +71,14 @@ impl LeaseState {
         let started = Instant::now();
         let secs = self.inner.settings.lease.as_secs_f64();
         let r = self.inner.pool.with(|c| {
-            c.execute(
+            c.execute_typed(
                 "UPDATE md_rs_lease SET expires = now() + make_interval(secs => $3) \
                  WHERE md = $1 AND fence = $2 AND expires > now()",
-                &[&self.md, &self.fence, &secs],
+                &[
+                    (&self.md, Type::TEXT),
+                    (&self.fence, Type::INT8),
+                    (&secs, Type::FLOAT8),
+                ],
             )
         });
         match r {
@@ -105,10 +110,14 @@ impl Lease for PgLease {
     fn keep_until(&self, until: DateTime<Utc>) {
         let s = &self.shared;
         let r = s.inner.pool.with(|c| {
-            c.execute(
+            c.execute_typed(
                 "UPDATE md_rs_lease SET expires = $3 WHERE md = $1 AND fence = $2 \
                  AND expires > now()",
-                &[&s.md, &s.fence, &until],
+                &[
+                    (&s.md, Type::TEXT),
+                    (&s.fence, Type::INT8),
+                    (&until, Type::TIMESTAMPTZ),
+                ],
             )
         });
         if matches!(r, Ok(1)) {
@@ -124,15 +133,18 @@ impl Drop for PgLease {
             let _ = h.join();
         }
         let s = &self.shared;
-        if s.settled.load(Ordering::SeqCst) || s.lost.load(Ordering::SeqCst) {
+        if s.inner.take_settled(&s.md, s.fence)
+            || s.settled.load(Ordering::SeqCst)
+            || s.lost.load(Ordering::SeqCst)
+        {
             return;
         }
         // Released: another node may take over at once (a failure keeps it, see keep_until).
         let _ = s.inner.pool.with(|c| {
-            c.execute(
+            c.execute_typed(
                 "UPDATE md_rs_lease SET expires = now() WHERE md = $1 AND fence = $2 \
                  AND expires > now()",
-                &[&s.md, &s.fence],
+                &[(&s.md, Type::TEXT), (&s.fence, Type::INT8)],
             )
         });
     }

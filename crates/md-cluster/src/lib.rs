@@ -20,10 +20,14 @@ use std::time::{Duration, Instant};
 
 use md_core::drive::cluster::{Acquire, Cluster, Lease, Published, SharedSet};
 use md_core::store::keys;
+use postgres::types::Type;
 
 use conn::Pool;
 pub use conn::Target;
 pub use schema::VERSION as SCHEMA_VERSION;
+
+/// How often challenges left by dead orders are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Connections of one renewal process: the renewals running at once and their heartbeats.
 const POOL_SIZE: usize = 4;
@@ -113,9 +117,27 @@ pub(crate) struct Inner {
     owner: String,
     /// Schema checked in this process.
     ready: OnceLock<()>,
+    /// Leases a publish ended: their drop has nothing to release.
+    settled: Mutex<std::collections::HashSet<(String, i64)>>,
 }
 
 impl Inner {
+    /// The publish under lease `fence` of `md` ended it.
+    fn settled(&self, md: &str, fence: i64) {
+        self.settled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((md.to_string(), fence));
+    }
+
+    /// Was the lease `fence` of `md` ended by a publish? (forgets it)
+    fn take_settled(&self, md: &str, fence: i64) -> bool {
+        self.settled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(md.to_string(), fence))
+    }
+
     /// Run `f` on a connection of a database whose schema is ready.
     fn with<T>(
         &self,
@@ -138,6 +160,10 @@ pub struct PgCluster {
     /// The last refresh failed: until the next one succeeds nothing else tries (each try
     /// would wait for a connect timeout).
     down: AtomicBool,
+    /// When the snapshot was last read (refreshes come at most every MDClusterPoll).
+    refreshed: Mutex<Option<Instant>>,
+    /// When old challenges were last purged.
+    purged: Mutex<Option<Instant>>,
 }
 
 impl PgCluster {
@@ -151,10 +177,13 @@ impl PgCluster {
                 pool: Pool::new(target, POOL_SIZE),
                 owner,
                 ready: OnceLock::new(),
+                settled: Mutex::default(),
             }),
             snapshot: Mutex::new(HashMap::new()),
             unfit: Mutex::new(HashMap::new()),
             down: AtomicBool::new(false),
+            refreshed: Mutex::new(None),
+            purged: Mutex::new(None),
         })
     }
 
@@ -197,16 +226,37 @@ impl Cluster for PgCluster {
     }
 
     fn refresh(&self) -> Result<(), String> {
+        {
+            let last = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.down.load(Ordering::SeqCst)
+                && last.is_some_and(|t| t.elapsed() < self.inner.settings.poll)
+            {
+                // renewal passes may come faster than MDClusterPoll; the lease's own check
+                // catches a set published since
+                return Ok(());
+            }
+        }
+        let purge = {
+            let mut p = self.purged.lock().unwrap_or_else(|p| p.into_inner());
+            let due = p.map_or(true, |t| t.elapsed() > PURGE_EVERY);
+            if due {
+                *p = Some(Instant::now());
+            }
+            due
+        };
         let rows = self.inner.with(|c| {
-            // challenges of orders long done (a node that died mid-order leaves them)
-            c.execute(
-                "DELETE FROM md_rs_challenge WHERE created < now() - interval '1 day'",
-                &[],
-            )?;
-            c.query("SELECT md, fence, valid_from FROM md_rs_cert", &[])
+            if purge {
+                // challenges of orders long done (a node that died mid-order leaves them)
+                c.execute_typed(
+                    "DELETE FROM md_rs_challenge WHERE created < now() - interval '1 day'",
+                    &[],
+                )?;
+            }
+            c.query_typed("SELECT md, fence, valid_from FROM md_rs_cert", &[])
         });
         self.down.store(rows.is_err(), Ordering::SeqCst);
         let rows = rows?;
+        *self.refreshed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         let unfit = self.unfit.lock().unwrap_or_else(|p| p.into_inner());
         let map = rows
             .iter()
@@ -251,31 +301,29 @@ impl Cluster for PgCluster {
 
     fn fetch(&self, md: &str) -> Result<Option<SharedSet>, String> {
         self.up()?;
-        let (head, files) = self.inner.with(|c| {
-            let mut tx = c.build_transaction().read_only(true).start()?;
-            let head = tx.query_opt(
-                "SELECT fence, owner, ca_url FROM md_rs_cert WHERE md = $1",
-                &[&md],
-            )?;
-            let files = tx.query(
-                "SELECT file, data FROM md_rs_cert_file WHERE md = $1 ORDER BY file",
-                &[&md],
-            )?;
-            tx.commit()?;
-            Ok((head, files))
+        // one statement: one snapshot, one round trip
+        let rows = self.inner.with(|c| {
+            c.query_typed(
+                "SELECT c.fence, c.owner, c.ca_url, f.file, f.data FROM md_rs_cert c \
+                 LEFT JOIN md_rs_cert_file f ON f.md = c.md WHERE c.md = $1 ORDER BY f.file",
+                &[(&md, Type::TEXT)],
+            )
         })?;
-        let Some(head) = head else {
+        let Some(head) = rows.first() else {
             return Ok(None);
         };
         let key = &self.inner.settings.key;
-        let files = files
-            .iter()
-            .map(|r| {
-                let name: String = r.get(0);
-                let data: Vec<u8> = r.get(1);
-                decrypt(key, &name, &data).map(|d| (name, d))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let mut files = Vec::new();
+        for r in &rows {
+            let (Some(name), Some(data)) = (
+                r.get::<_, Option<String>>(3),
+                r.get::<_, Option<Vec<u8>>>(4),
+            ) else {
+                continue;
+            };
+            let data = decrypt(key, &name, &data)?;
+            files.push((name, data));
+        }
         Ok(Some(SharedSet {
             fence: head.get(0),
             owner: head.get(1),
@@ -289,37 +337,34 @@ impl Cluster for PgCluster {
         let taken_at = Instant::now();
         let secs = self.inner.settings.lease.as_secs_f64();
         let owner = &self.inner.owner;
+        // One statement: the lease is taken only when it is free and no set other than
+        // `seen` was published (the publish records its fence in the lease row, so both are
+        // checked on the row's newest version under its lock).
         let got = self.inner.with(|c| {
-            let mut tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO md_rs_lease (md, owner, fence, expires) \
-                 VALUES ($1, '', 0, '-infinity') ON CONFLICT (md) DO NOTHING",
-                &[&md],
+            let fence = c.query_typed_opt(
+                "INSERT INTO md_rs_lease AS l (md, owner, fence, expires) \
+                 VALUES ($1, $2, nextval('md_rs_fence'), now() + make_interval(secs => $3)) \
+                 ON CONFLICT (md) DO UPDATE SET owner = EXCLUDED.owner, \
+                 fence = EXCLUDED.fence, expires = EXCLUDED.expires \
+                 WHERE l.expires <= now() AND l.published IS NOT DISTINCT FROM $4 \
+                 RETURNING fence",
+                &[
+                    (&md, Type::TEXT),
+                    (owner, Type::TEXT),
+                    (&secs, Type::FLOAT8),
+                    (&seen, Type::INT8),
+                ],
             )?;
-            let live: bool = tx
-                .query_one(
-                    "SELECT expires > now() FROM md_rs_lease WHERE md = $1 FOR UPDATE",
-                    &[&md],
-                )?
-                .get(0);
-            if live {
-                return Ok(Err(false));
+            if let Some(row) = fence {
+                return Ok(Ok(row.get::<_, i64>(0)));
             }
-            let published: Option<i64> = tx
-                .query_opt("SELECT fence FROM md_rs_cert WHERE md = $1", &[&md])?
+            let live: Option<bool> = c
+                .query_typed_opt(
+                    "SELECT expires > now() FROM md_rs_lease WHERE md = $1",
+                    &[(&md, Type::TEXT)],
+                )?
                 .map(|r| r.get(0));
-            if published != seen {
-                return Ok(Err(true));
-            }
-            let fence: i64 = tx
-                .query_one(
-                    "UPDATE md_rs_lease SET owner = $2, fence = nextval('md_rs_fence'), \
-                     expires = now() + make_interval(secs => $3) WHERE md = $1 RETURNING fence",
-                    &[&md, owner, &secs],
-                )?
-                .get(0);
-            tx.commit()?;
-            Ok(Ok(fence))
+            Ok(Err(live.unwrap_or(false)))
         })?;
         Ok(match got {
             Ok(fence) => Acquire::Held(Box::new(lease::PgLease::start(
@@ -328,78 +373,87 @@ impl Cluster for PgCluster {
                 fence,
                 taken_at,
             ))),
-            Err(false) => Acquire::Busy,
-            Err(true) => Acquire::Newer,
+            Err(true) => Acquire::Busy,
+            Err(false) => {
+                // the next pass reads the new set, whatever MDClusterPoll says
+                *self.refreshed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Acquire::Newer
+            }
         })
     }
 
     fn share_challenge(&self, domain: &str, files: &[(String, Vec<u8>)]) -> Result<(), String> {
-        let rows = files
+        let names: Vec<&str> = files.iter().map(|(f, _)| f.as_str()).collect();
+        let data = files
             .iter()
-            .map(|(f, d)| self.encrypt(f, d).map(|d| (f.clone(), d)))
+            .map(|(f, d)| self.encrypt(f, d))
             .collect::<Result<Vec<_>, String>>()?;
         self.inner.with(|c| {
-            let mut tx = c.transaction()?;
-            tx.execute("DELETE FROM md_rs_challenge WHERE domain = $1", &[&domain])?;
-            for (f, d) in &rows {
-                tx.execute(
-                    "INSERT INTO md_rs_challenge (domain, file, data) VALUES ($1, $2, $3)",
-                    &[&domain, f, d],
-                )?;
-            }
-            tx.commit()
-        })
+            c.execute_typed(
+                "INSERT INTO md_rs_challenge (domain, file, data, created) \
+                 SELECT $1, u.file, u.data, now() FROM unnest($2::text[], $3::bytea[]) \
+                 AS u(file, data) ON CONFLICT (domain, file) DO UPDATE \
+                 SET data = EXCLUDED.data, created = now()",
+                &[
+                    (&domain, Type::TEXT),
+                    (&names, Type::TEXT_ARRAY),
+                    (&data, Type::BYTEA_ARRAY),
+                ],
+            )
+        })?;
+        Ok(())
     }
 
     fn publish(&self, lease: &dyn Lease, md: &str, set: &SharedSet) -> Result<(), String> {
         let mut valid_from = None;
-        let mut rows = Vec::new();
+        let mut names = Vec::new();
+        let mut data = Vec::new();
         for (f, d) in &set.files {
             if f.starts_with("pubcert") {
                 let leaf = keys::leaf_from_pem(d).map_err(|e| format!("{f}: {e}"))?;
                 let from = md_core::crypt::Certificate::from_x509(leaf).not_before();
                 valid_from = valid_from.max(Some(from));
             }
-            rows.push((f.clone(), self.encrypt(f, d)?));
+            names.push(f.as_str());
+            data.push(self.encrypt(f, d)?);
         }
         let valid_from = valid_from.ok_or("no certificate to publish")?;
         let fence = lease.fence();
-        let published = self.inner.with(|c| {
-            let mut tx = c.transaction()?;
-            let ours = tx.query_opt(
-                "SELECT 1 FROM md_rs_lease WHERE md = $1 AND fence = $2 AND expires > now() \
-                 FOR UPDATE",
-                &[&md, &fence],
-            )?;
-            if ours.is_none() {
-                return Ok(false);
-            }
-            tx.execute(
-                "INSERT INTO md_rs_cert (md, fence, owner, ca_url, valid_from, updated) \
-                 VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (md) DO UPDATE SET \
-                 fence = $2, owner = $3, ca_url = $4, valid_from = $5, updated = now() \
-                 WHERE md_rs_cert.fence < $2",
-                &[&md, &fence, &set.owner, &set.ca_url, &valid_from],
-            )?;
-            tx.execute("DELETE FROM md_rs_cert_file WHERE md = $1", &[&md])?;
-            for (f, d) in &rows {
-                tx.execute(
-                    "INSERT INTO md_rs_cert_file (md, file, data) VALUES ($1, $2, $3)",
-                    &[&md, f, d],
-                )?;
-            }
-            tx.execute(
-                "UPDATE md_rs_lease SET expires = now() WHERE md = $1 AND fence = $2",
-                &[&md, &fence],
-            )?;
-            tx.commit()?;
-            Ok(true)
+        // One statement, so one transaction and one round trip: everything is written only
+        // if the lease (this fence, not expired) is still ours, and ends it.
+        let published: i64 = self.inner.with(|c| {
+            c.query_typed_one(
+                "WITH l AS (UPDATE md_rs_lease SET expires = now(), published = $2 \
+                   WHERE md = $1 AND fence = $2 AND expires > now() RETURNING md), \
+                 c AS (INSERT INTO md_rs_cert (md, fence, owner, ca_url, valid_from, updated) \
+                   SELECT md, $2, $3, $4, $5, now() FROM l \
+                   ON CONFLICT (md) DO UPDATE SET fence = EXCLUDED.fence, \
+                   owner = EXCLUDED.owner, ca_url = EXCLUDED.ca_url, \
+                   valid_from = EXCLUDED.valid_from, updated = now() RETURNING md), \
+                 d AS (DELETE FROM md_rs_cert_file WHERE md IN (SELECT md FROM l) \
+                   AND file <> ALL($6::text[])), \
+                 f AS (INSERT INTO md_rs_cert_file (md, file, data) \
+                   SELECT c.md, u.file, u.data FROM c, unnest($6::text[], $7::bytea[]) \
+                   AS u(file, data) ON CONFLICT (md, file) DO UPDATE SET data = EXCLUDED.data) \
+                 SELECT count(*) FROM l",
+                &[
+                    (&md, Type::TEXT),
+                    (&fence, Type::INT8),
+                    (&set.owner, Type::TEXT),
+                    (&set.ca_url, Type::TEXT),
+                    (&valid_from, Type::TIMESTAMPTZ),
+                    (&names, Type::TEXT_ARRAY),
+                    (&data, Type::BYTEA_ARRAY),
+                ],
+            )
+            .map(|r| r.get(0))
         })?;
-        if !published {
+        if published != 1 {
             return Err(format!(
                 "the lease (fence {fence}) expired or another node took it over"
             ));
         }
+        self.inner.settled(md, fence);
         if let Some(l) = self
             .snapshot
             .lock()
@@ -409,7 +463,6 @@ impl Cluster for PgCluster {
             l.fence = fence;
             l.valid_from = valid_from;
         }
-        let _ = lease; // ended by the publish: the drop finds it expired
         Ok(())
     }
 }
@@ -452,9 +505,9 @@ impl ChallengeReader {
                 *slot = Some(self.target.connect()?);
             }
             let c = slot.as_mut().expect("connected");
-            c.query_opt(
+            c.query_typed_opt(
                 "SELECT data FROM md_rs_challenge WHERE domain = $1 AND file = $2",
-                &[&domain, &file],
+                &[(&domain, Type::TEXT), (&file, Type::TEXT)],
             )
             .map_err(conn::db_err)
         })();

@@ -4,7 +4,8 @@
 //! - `md_rs_meta`: `key-check` (a MAC of a fixed text under the cluster key: a node with
 //!   another MDClusterKeyFile refuses to work instead of writing keys nobody else can read);
 //! - `md_rs_lease`: one row per MD ever renewed: owner `<node>:<pid>`, fencing number,
-//!   expiry (the database's clock);
+//!   expiry (the database's clock), the fence of the published set (so that taking the lease
+//!   and seeing a newer set are one atomic check);
 //! - `md_rs_cert` + `md_rs_cert_file`: the published set per MD, private keys encrypted;
 //! - `md_rs_challenge`: challenge files by DNS name, for whichever node the CA reaches;
 //! - the sequence `md_rs_fence` hands out fencing numbers: they only grow, for all MDs.
@@ -26,7 +27,8 @@ CREATE TABLE md_rs_lease (
     md text PRIMARY KEY,
     owner text NOT NULL,
     fence bigint NOT NULL,
-    expires timestamptz NOT NULL);
+    expires timestamptz NOT NULL,
+    published bigint);
 CREATE SEQUENCE md_rs_fence;
 CREATE TABLE md_rs_cert (
     md text PRIMARY KEY,
