@@ -269,21 +269,37 @@ impl Pool {
     }
 
     /// Run `f` on a connection; a connection whose use failed is closed.
+    ///
+    /// An idle connection whose server went away meanwhile (a restart, a failover) is found
+    /// closed only at its next use: then `f` runs again on another connection. Before (found
+    /// by tests/pg.rs, database down), each such connection failed one call after a database
+    /// restart: a refresh, so a whole renewal pass, per pooled connection. The work of `f` is
+    /// a transaction or an idempotent statement, so running it again is safe even in the rare
+    /// case of a connection lost mid-way (e.g. with the reply to a COMMIT).
     pub fn with<T>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+        mut f: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, String> {
-        let mut client = self.take()?;
-        let r = f(&mut client);
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if r.is_ok() && !client.is_closed() {
-            st.idle.push(client);
-        } else {
-            st.open -= 1;
+        // bounded: each retry dropped an idle connection, at most `max` are kept
+        let mut retries = self.max;
+        loop {
+            let (mut client, reused) = self.take()?;
+            let r = f(&mut client);
+            let closed = client.is_closed();
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if r.is_ok() && !closed {
+                st.idle.push(client);
+            } else {
+                st.open -= 1;
+            }
+            drop(st);
+            self.freed.notify_one();
+            if r.is_err() && reused && closed && retries > 0 {
+                retries -= 1;
+                continue;
+            }
+            return r.map_err(db_err);
         }
-        drop(st);
-        self.freed.notify_one();
-        r.map_err(db_err)
     }
 
     /// As [`Pool::with`], for work whose errors are already texts.
@@ -291,7 +307,7 @@ impl Pool {
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, String>,
     ) -> Result<T, String> {
-        let mut client = self.take()?;
+        let (mut client, _) = self.take()?;
         let r = f(&mut client);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if !client.is_closed() {
@@ -304,20 +320,25 @@ impl Pool {
         r
     }
 
-    fn take(&self) -> Result<Client, String> {
+    /// A connection, and whether it is a kept one (not new).
+    fn take(&self) -> Result<(Client, bool), String> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let deadline = std::time::Instant::now() + POOL_WAIT;
         loop {
             if let Some(c) = st.idle.pop() {
-                return Ok(c);
+                return Ok((c, true));
             }
             if st.open < self.max {
                 st.open += 1;
                 drop(st);
-                return self.target.connect().inspect_err(|_| {
-                    self.state.lock().unwrap_or_else(|p| p.into_inner()).open -= 1;
-                    self.freed.notify_one();
-                });
+                return self
+                    .target
+                    .connect()
+                    .inspect_err(|_| {
+                        self.state.lock().unwrap_or_else(|p| p.into_inner()).open -= 1;
+                        self.freed.notify_one();
+                    })
+                    .map(|c| (c, false));
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {

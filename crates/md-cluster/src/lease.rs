@@ -71,9 +71,13 @@ impl LeaseState {
         let started = Instant::now();
         let secs = self.inner.settings.lease.as_secs_f64();
         let r = self.inner.pool.with(|c| {
+            // greatest(): an extension never shortens the lease. Without it, an extension
+            // that was already waiting for the row when keep_until() set a later expiry
+            // overwrote it with now() + lease, and other nodes retried before the backoff
+            // was over (found by tests/pg.rs, keep_until vs. heartbeat).
             c.execute_typed(
-                "UPDATE md_rs_lease SET expires = now() + make_interval(secs => $3) \
-                 WHERE md = $1 AND fence = $2 AND expires > now()",
+                "UPDATE md_rs_lease SET expires = greatest(expires, now() + \
+                 make_interval(secs => $3)) WHERE md = $1 AND fence = $2 AND expires > now()",
                 &[
                     (&self.md, Type::TEXT),
                     (&self.fence, Type::INT8),
