@@ -103,7 +103,7 @@ def phase_order(cluster: Cluster, pg: Postgres, mds, args) -> dict:
             if len(node.setup_logged()) >= len(mds):
                 staged_at[node.name] = time.monotonic() - t0
                 if args.activation == "graceful":
-                    cluster.graceful([node])
+                    cluster.graceful([node], timeout=args.timeout)
                 pending.remove(node)
         if time.monotonic() - t0 > args.timeout:
             raise SystemExit(f"not staged everywhere in {args.timeout}s\n{logs()}")

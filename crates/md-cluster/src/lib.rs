@@ -160,7 +160,7 @@ pub struct PgCluster {
     /// The last refresh failed: until the next one succeeds nothing else tries (each try
     /// would wait for a connect timeout).
     down: AtomicBool,
-    /// When the snapshot was last read (refreshes come at most every MDClusterPoll).
+    /// When the snapshot was last read or tried (at most once per MDClusterPoll).
     refreshed: Mutex<Option<Instant>>,
     /// When old challenges were last purged.
     purged: Mutex<Option<Instant>>,
@@ -227,14 +227,17 @@ impl Cluster for PgCluster {
 
     fn refresh(&self) -> Result<(), String> {
         {
-            let last = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
-            if !self.down.load(Ordering::SeqCst)
-                && last.is_some_and(|t| t.elapsed() < self.inner.settings.poll)
-            {
-                // renewal passes may come faster than MDClusterPoll; the lease's own check
-                // catches a set published since
-                return Ok(());
+            // At most one attempt per MDClusterPoll, also while the database is away (each
+            // attempt may wait for a connect timeout): passes and MDs come faster, and the
+            // lease's own check catches a set published since.
+            let mut last = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < self.inner.settings.poll) {
+                return match self.down.load(Ordering::SeqCst) {
+                    true => Err("the database did not answer a moment ago".into()),
+                    false => Ok(()),
+                };
             }
+            *last = Some(Instant::now());
         }
         let purge = {
             let mut p = self.purged.lock().unwrap_or_else(|p| p.into_inner());
@@ -256,7 +259,6 @@ impl Cluster for PgCluster {
         });
         self.down.store(rows.is_err(), Ordering::SeqCst);
         let rows = rows?;
-        *self.refreshed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         let unfit = self.unfit.lock().unwrap_or_else(|p| p.into_inner());
         let map = rows
             .iter()

@@ -3,7 +3,8 @@
 //!
 //! The C module fetches the CA's directory once per MD and check (its issue #403: load on
 //! CAs with many certificates). Here one cache per process serves every MD: the directory is
-//! fetched once per CA for as long as its `Cache-Control: max-age` says (else an hour), and
+//! fetched once per CA for as long as its `Cache-Control: max-age` says (else an hour; at
+//! least 5 minutes, also after a `max-age=0`), and
 //! each certificate's renewalInfo is asked again only after its `Retry-After` (else 6 hours,
 //! as RFC 9773 §4.3 suggests). The point in the window is drawn once per answer, so the
 //! decision does not wander between checks.
@@ -23,6 +24,8 @@ use crate::md::ManagedDomain;
 
 use super::check::ActiveCerts;
 
+/// The shortest time a directory is used, whatever its `Cache-Control` says.
+const DIRECTORY_MIN_TTL: Duration = Duration::from_secs(300);
 /// How long a directory is used without `Cache-Control: max-age`.
 const DIRECTORY_TTL: Duration = Duration::from_secs(3600);
 /// How long a renewalInfo answer is used without `Retry-After`.
@@ -107,7 +110,13 @@ impl AriCache {
         let dir = Directory::parse(ca_url, &resp.body).map_err(|e| e.to_string())?;
         let entry = CachedDirectory {
             renewal_info: dir.renewal_info,
-            until: now + ttl(max_age(&resp), DIRECTORY_TTL),
+            // at least DIRECTORY_MIN_TTL: a `max-age=0` must not make every renewal pass
+            // fetch the directory again (and build an HTTP client for it)
+            until: now
+                + ttl(
+                    max_age(&resp).map(|a| a.max(DIRECTORY_MIN_TTL)),
+                    DIRECTORY_TTL,
+                ),
         };
         dirs.insert(ca_url.to_string(), entry.clone());
         Ok(entry.renewal_info)

@@ -67,7 +67,8 @@ pub trait Cluster: Sync {
     fn node(&self) -> &str;
     /// How often a node looks for sets that others published (MDClusterPoll).
     fn poll(&self) -> Duration;
-    /// Start of a renewal pass: read which MDs have published sets (one round trip).
+    /// Read which MDs have published sets (one round trip), unless that was done less than
+    /// [`Cluster::poll`] ago (then nothing happens).
     fn refresh(&self) -> Result<(), String>;
     /// The published set of `md`, as of the last refresh.
     fn published(&self, md: &str) -> Option<Published>;

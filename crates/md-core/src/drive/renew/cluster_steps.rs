@@ -18,6 +18,10 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             return false;
         };
         let name = md.name.as_str();
+        // A pass over many MDs lasts longer than MDClusterPoll: look again (the cluster reads
+        // the database at most once per MDClusterPoll; a failure is logged by the pass and
+        // shows again when the lease is asked for).
+        let _ = cluster.refresh();
         let Some(p) = cluster.published(name) else {
             return false;
         };
