@@ -487,6 +487,7 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
             initial_delay: g.initial_delay,
             ocsp: state.ocsp.clone(),
             ari: Default::default(),
+            connections: Default::default(),
             cluster: state.cluster.clone().map(watchdog::ClusterPlan::new),
         };
         // SAFETY: pconf and s are live; the watchdog data is owned by pconf.

@@ -115,6 +115,10 @@ pub struct RenewPlan {
     pub ocsp: std::sync::Arc<md_core::ocsp::OcspRegistry>,
     /// The CA's renewal information, cached in the child for all MDs (MDRenewViaARI).
     pub ari: md_core::drive::ari::AriCache,
+    /// HTTP and ACME clients of the child, shared by all MDs and kept across passes (one
+    /// runtime thread and trust store per distinct setting, one directory fetch and nonce
+    /// pool per CA). Empty until the child's first renewal: nothing is built in the parent.
+    pub connections: md_core::drive::connections::Connections,
     /// Cluster mode: the database, connected in the child at its first pass.
     pub cluster: Option<ClusterPlan>,
 }
@@ -299,6 +303,7 @@ fn run_pass(plan: &RenewPlan, server: *mut ffi::server_rec) -> Duration {
     );
     renewer.stopping = &stopping;
     renewer.ari = Some(&plan.ari);
+    renewer.connections = Some(&plan.connections);
     let cluster = plan.cluster.as_ref().map(|c| c.for_pass(&log));
     if let Some(c) = cluster {
         match c {

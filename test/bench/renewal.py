@@ -8,6 +8,10 @@ and children after staging, ACME requests per certificate (from pebble's log).
 Loopback only, run-time ports, everything stopped by PID.
 
     python3 test/bench/renewal.py [N ...]      (default 1 10 50; MD_RS_MODULE as for tests)
+
+BENCH_MODULES=rs (or c) runs one module only (default: rs,c); BENCH_KEYS=secp256r1 sets
+MDPrivateKeys (default: none, the modules' default RSA 2048). child_max_mb is the largest child's
+RSS (the renewing child; httpd's workers are smaller), children_mb the sum over all children.
 """
 import os
 import re
@@ -35,7 +39,8 @@ def rss_kb(parent_pid):
                     total[p] = int(line.split()[1])
         except OSError:
             pass
-    return total.get(parent_pid, 0), sum(v for k, v in total.items() if k != parent_pid)
+    children = [v for k, v in total.items() if k != parent_pid]
+    return total.get(parent_pid, 0), sum(children), max(children, default=0)
 
 
 def serves(port, host, ctx):
@@ -55,6 +60,8 @@ def run(module_name, n):
         body = (f"MDCertificateAuthority {peb.directory_url}\nMDCACertificateFile {peb.ca_file}\n"
                 "MDCertificateAgreement accepted\nMDContactEmail admin@example.test\n"
                 f"MDPortMap http:{srv.http_port} https:{srv.https_port}\nMDCAChallenges http-01\n")
+        if os.environ.get("BENCH_KEYS"):
+            body += f"MDPrivateKeys {os.environ['BENCH_KEYS']}\n"
         for i in range(1, n + 1):
             body += (f"MDomain a{i}.test\n<VirtualHost 127.0.0.1:@HTTPS_PORT@>\n"
                      f"    ServerName a{i}.test\n    SSLEngine on\n</VirtualHost>\n")
@@ -76,7 +83,7 @@ def run(module_name, n):
                 raise RuntimeError(f"only {done}/{n} staged")
             time.sleep(0.05)
         t_staged = time.monotonic() - t0
-        parent_rss, children_rss = rss_kb(srv.proc.pid)
+        parent_rss, children_rss, child_max = rss_kb(srv.proc.pid)
         requests = len(re.findall(r"(GET|HEAD|POST) /\S* -> calling handler", peb.log_all()))
         root = srv.dir / "root.pem"
         root.write_text(peb.root_pem())
@@ -92,6 +99,7 @@ def run(module_name, n):
         t_activated = time.monotonic() - t1
         return dict(serving=t_serving, staged=t_staged, activated=t_activated,
                     parent_mb=parent_rss / 1024, children_mb=children_rss / 1024,
+                    child_max_mb=child_max / 1024,
                     req_per_cert=requests / n)
     finally:
         srv.cleanup()
@@ -107,12 +115,17 @@ def _read(p):
 
 def main():
     ns = [int(a) for a in sys.argv[1:]] or [1, 10, 50]
-    cols = ["serving", "staged", "activated", "parent_mb", "children_mb", "req_per_cert"]
+    cols = ["serving", "staged", "activated", "parent_mb", "children_mb", "child_max_mb",
+            "req_per_cert"]
+    mods = [m for m in os.environ.get("BENCH_MODULES", "rs,c").split(",") if m]
     print(f"{'N':>3} {'module':<6} " + " ".join(f"{c:>12}" for c in cols))
     for n in ns:
-        res = {m: run(m, n) for m in ("rs", "c")}
-        for m in ("rs", "c"):
+        res = {m: run(m, n) for m in mods}
+        for m in mods:
             print(f"{n:>3} {m:<6} " + " ".join(f"{res[m][c]:>12.2f}" for c in cols))
+        if len(res) < 2:
+            sys.stdout.flush()
+            continue
         ratio = " ".join(f"{res['c'][c] / res['rs'][c]:>11.1f}x" if res['rs'][c] else
                          f"{'-':>12}" for c in cols)
         print(f"{n:>3} {'c/rs':<6} {ratio}")

@@ -258,8 +258,10 @@ pub trait HttpClient: Send + Sync {
     fn execute(&self, req: &HttpRequest) -> Result<HttpResponse, HttpError>;
 }
 
-/// Settings of the real transport (MDCACertificateFile, MDHttpProxy, ...).
-#[derive(Debug, Clone)]
+/// Settings of the real transport (MDCACertificateFile, MDHttpProxy, ...). Comparable and
+/// hashable so that MDs with the same settings can share one client
+/// ([`crate::drive::connections::Connections`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HttpConfig {
     /// User-Agent header, e.g. `mod_md-rs/0.1.0`.
     pub user_agent: String,
@@ -510,6 +512,12 @@ impl LazyHttpClient {
     /// True once the real client has been built.
     pub fn is_built(&self) -> bool {
         self.client.get().is_some()
+    }
+
+    /// True when building the real client was tried and failed (e.g. an unreadable CA file):
+    /// the failure is kept, so a long-lived holder replaces such a client to try again.
+    pub fn failed(&self) -> bool {
+        self.client.get().is_some_and(|c| c.is_err())
     }
 }
 

@@ -779,3 +779,46 @@ fn der_certificate_follows_up_links() {
         .unwrap_err();
     assert!(matches!(e, OrderError::BadCertificate { .. }), "{e:?}");
 }
+
+/// The nonce a signed request carried (its JWS protected header).
+fn nonce_of(req: &HttpRequest) -> String {
+    use base64::Engine;
+    let body: serde_json::Value = serde_json::from_slice(req.body.as_deref().unwrap()).unwrap();
+    let protected = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body["protected"].as_str().unwrap())
+        .unwrap();
+    let protected: serde_json::Value = serde_json::from_slice(&protected).unwrap();
+    protected["nonce"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_shared_client_hands_each_nonce_out_once() {
+    // Four MDs of one CA renew at once on one client (one nonce pool). Every nonce the CA
+    // sees must be new, and a badNonce answer (every 5th order) must still be resent.
+    let seen = Arc::new(Mutex::new(std::collections::HashSet::new()));
+    let reused = Arc::new(AtomicUsize::new(0));
+    let (s, r) = (seen.clone(), reused.clone());
+    let ca = FakeCa::new(move |req, n| {
+        if req.method != Method::Post {
+            return None;
+        }
+        if !s.lock().unwrap().insert(nonce_of(req)) {
+            r.fetch_add(1, Ordering::SeqCst);
+            return Some(Ok(problem(400, "badNonce", &[])));
+        }
+        (path_is(req, "/order") && n % 5 == 0).then(|| Ok(problem(400, "badNonce", &[])))
+    });
+    let c = connect(&ca);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let key = account();
+                for _ in 0..25 {
+                    c.new_order(&key, &order_req()).expect("order");
+                }
+            });
+        }
+    });
+    assert_eq!(reused.load(Ordering::SeqCst), 0, "a nonce was used twice");
+    assert!(seen.lock().unwrap().len() >= 100);
+}

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -24,6 +24,12 @@ pub const DEFAULT_BAD_NONCE_RETRIES: u32 = 19;
 
 /// Nonces kept for later requests (GETs also deliver them, and only POSTs use them).
 const MAX_POOLED_NONCES: usize = 8;
+
+/// A pooled nonce older than this is dropped rather than used: a client is shared by the MDs
+/// of a CA and kept across renewal passes, and a CA forgets the nonces it handed out some time
+/// later (a stale one costs a `badNonce` round trip; a fresh one from newNonce costs the same
+/// and logs no rejection).
+const NONCE_MAX_AGE: Duration = Duration::from_secs(120);
 
 /// Backoff while polling authorizations and orders (SPEC 5.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +108,15 @@ pub fn error_from_response(url: &str, resp: &HttpResponse) -> RequestError {
     }
 }
 
+/// `max-age` of a response's `Cache-Control` header.
+pub fn max_age(resp: &HttpResponse) -> Option<Duration> {
+    resp.header("Cache-Control")?
+        .split(',')
+        .filter_map(|p| p.trim().strip_prefix("max-age="))
+        .find_map(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 /// Deserialize a response body, mapping failure to [`RequestError::BadResponse`].
 pub fn parse_json<T: DeserializeOwned>(url: &str, resp: &HttpResponse) -> Result<T, RequestError> {
     serde_json::from_slice(&resp.body).map_err(|e| RequestError::BadResponse {
@@ -115,7 +130,11 @@ pub fn parse_json<T: DeserializeOwned>(url: &str, resp: &HttpResponse) -> Result
 pub struct AcmeClient {
     http: Arc<dyn HttpClient>,
     directory: Directory,
-    nonces: Mutex<Vec<String>>,
+    /// `Cache-Control: max-age` of the directory response, if the CA sent one.
+    directory_max_age: Option<Duration>,
+    /// Unused nonces with when they arrived. Each is taken out (popped) under the mutex, so
+    /// one nonce goes to one request even when several MDs renew at once on this client.
+    nonces: Mutex<Vec<(String, Instant)>>,
     requests: AtomicU64,
     options: ClientOptions,
 }
@@ -134,6 +153,7 @@ impl AcmeClient {
         let c = AcmeClient {
             http,
             directory: Directory::unfetched(url),
+            directory_max_age: None,
             nonces: Mutex::new(Vec::new()),
             requests: AtomicU64::new(0),
             options: ClientOptions::default(),
@@ -173,6 +193,7 @@ impl AcmeClient {
         }
         Ok(AcmeClient {
             directory: Directory::parse(url, &resp.body)?,
+            directory_max_age: max_age(&resp),
             ..c
         })
     }
@@ -193,6 +214,11 @@ impl AcmeClient {
         &self.directory
     }
 
+    /// How long the CA said its directory may be used (`Cache-Control: max-age`), if it did.
+    pub fn directory_max_age(&self) -> Option<Duration> {
+        self.directory_max_age
+    }
+
     /// HTTP requests sent so far (directory, nonces, signed requests, GETs).
     pub fn request_count(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
@@ -211,7 +237,7 @@ impl AcmeClient {
                 if pool.len() >= MAX_POOLED_NONCES {
                     pool.remove(0);
                 }
-                pool.push(n.to_string());
+                pool.push((n.to_string(), Instant::now()));
             }
         }
         Ok(resp)
@@ -226,19 +252,29 @@ impl AcmeClient {
         Ok(resp)
     }
 
+    /// The freshest pooled nonce that is not too old, taken out of the pool.
+    fn pooled_nonce(&self) -> Option<String> {
+        let mut pool = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
+        pool.retain(|(_, at)| at.elapsed() < NONCE_MAX_AGE);
+        pool.pop().map(|(n, _)| n)
+    }
+
     fn nonce(&self) -> Result<String, RequestError> {
-        if let Some(n) = self.nonces.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        if let Some(n) = self.pooled_nonce() {
             return Ok(n);
         }
         let url = &self.directory.new_nonce;
-        let resp = self.send(&HttpRequest::head(url))?;
+        // Not through `send`: the nonce this HEAD brings goes to this request, not into the
+        // pool, where another MD's request on this client could take it first.
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = self.http.execute(&HttpRequest::head(url))?;
         if !resp.is_success() {
             return Err(error_from_response(url, &resp));
         }
-        self.nonces
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
+        resp.header("Replay-Nonce")
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
             .ok_or_else(|| RequestError::NoNonce { url: url.clone() })
     }
 

@@ -26,8 +26,8 @@ pub use challenge::{
     ChallengeSetup, ChallengeType, SetupError,
 };
 pub use client::{
-    error_from_response, parse_retry_after, retry_after_of, AcmeClient, ClientOptions, PollPolicy,
-    DEFAULT_BAD_NONCE_RETRIES,
+    error_from_response, max_age, parse_retry_after, retry_after_of, AcmeClient, ClientOptions,
+    PollPolicy, DEFAULT_BAD_NONCE_RETRIES,
 };
 pub use directory::Directory;
 pub use error::{AccountError, AriError, DirectoryError, OrderError, RequestError, StatusClass};

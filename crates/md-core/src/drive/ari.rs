@@ -16,8 +16,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::acme::parse_renewal_info;
-use crate::acme::retry_after_of;
 use crate::acme::Directory;
+use crate::acme::{max_age, retry_after_of};
 use crate::http::{HttpClient, HttpRequest, HttpResponse};
 use crate::log::{Level, LogSink};
 use crate::md::ManagedDomain;
@@ -27,7 +27,7 @@ use super::check::ActiveCerts;
 /// The shortest time a directory is used, whatever its `Cache-Control` says.
 const DIRECTORY_MIN_TTL: Duration = Duration::from_secs(300);
 /// How long a directory is used without `Cache-Control: max-age`.
-const DIRECTORY_TTL: Duration = Duration::from_secs(3600);
+pub(crate) const DIRECTORY_TTL: Duration = Duration::from_secs(3600);
 /// How long a renewalInfo answer is used without `Retry-After`.
 const INFO_TTL: Duration = Duration::from_secs(6 * 3600);
 /// Bounds on what a CA may ask for: not more often than each second, at least daily.
@@ -68,18 +68,9 @@ pub struct AriCache {
     pub fetches: Mutex<(usize, usize)>,
 }
 
-fn ttl(d: Option<Duration>, default: Duration) -> chrono::Duration {
+pub(crate) fn ttl(d: Option<Duration>, default: Duration) -> chrono::Duration {
     let d = d.unwrap_or(default).clamp(MIN_TTL, MAX_TTL);
     chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::hours(1))
-}
-
-/// `max-age` of a `Cache-Control` header.
-fn max_age(resp: &HttpResponse) -> Option<Duration> {
-    resp.header("Cache-Control")?
-        .split(',')
-        .filter_map(|p| p.trim().strip_prefix("max-age="))
-        .find_map(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
 }
 
 fn get(http: &dyn HttpClient, url: &str) -> Result<HttpResponse, String> {
@@ -93,6 +84,28 @@ fn get(http: &dyn HttpClient, url: &str) -> Result<HttpResponse, String> {
 }
 
 impl AriCache {
+    /// Take the renewalInfo base of the CA at `ca_url` from a directory fetched elsewhere in
+    /// this process (the renewals' shared ACME client), valid until `until`: one fetch serves
+    /// both.
+    pub(crate) fn remember_directory(
+        &self,
+        ca_url: &str,
+        renewal_info: Option<String>,
+        until: DateTime<Utc>,
+    ) {
+        let mut dirs = self.directories.lock().unwrap_or_else(|p| p.into_inner());
+        let known = dirs.get(ca_url).is_some_and(|d| d.until >= until);
+        if !known {
+            dirs.insert(
+                ca_url.to_string(),
+                CachedDirectory {
+                    renewal_info,
+                    until,
+                },
+            );
+        }
+    }
+
     /// The renewalInfo base URL of the CA at `ca_url` (None: the CA has no ARI).
     fn renewal_info_base(
         &self,

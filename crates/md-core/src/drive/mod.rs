@@ -3,6 +3,7 @@
 pub mod ari;
 pub mod check;
 pub mod cluster;
+pub mod connections;
 pub mod job;
 pub mod renew;
 pub mod responder;

@@ -2,7 +2,7 @@
 //! certificates into `staging/<md>/`, and keep `job.json` current so that a killed child
 //! resumes where it stopped. Activation into `domains/` happens at the next restart (reg).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -20,7 +20,7 @@ use crate::apr::AprStatus;
 use crate::config::values::Eab;
 use crate::crypt::{CryptError, KeyType, PrivateKey};
 use crate::event::Events;
-use crate::http::{HttpConfig, LazyHttpClient};
+use crate::http::HttpConfig;
 use crate::log::{Level, LogSink};
 use crate::md::challenges::{candidates, ChallengeSupport};
 use crate::md::ManagedDomain;
@@ -224,6 +224,10 @@ pub struct Renewer<'a, S: Store + Sync> {
     /// Cluster mode: the lease, the sets other nodes published, shared challenges; `None`:
     /// a node of its own.
     pub cluster: Option<&'a dyn super::cluster::Cluster>,
+    /// HTTP and ACME clients kept for the process (the watchdog's, across passes); `None`:
+    /// this renewer's own, shared by the MDs it runs.
+    pub connections: Option<&'a super::connections::Connections>,
+    own_connections: super::connections::Connections,
 }
 
 impl<'a, S: Store + Sync> Renewer<'a, S> {
@@ -245,7 +249,14 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             stopping: &|| false,
             ari: None,
             cluster: None,
+            connections: None,
+            own_connections: Default::default(),
         }
+    }
+
+    /// Where HTTP and ACME clients come from.
+    fn connections(&self) -> &super::connections::Connections {
+        self.connections.unwrap_or(&self.own_connections)
     }
 
     /// One pass for `md`: skip what is not due, renew what is, record the result. `active`
@@ -513,8 +524,17 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         if !check.renews || !md.ari_renewals || check.is_due(now) {
             return None;
         }
-        let http = LazyHttpClient::new(http_config(md));
-        let advice = cache.advise(md, active, &http, now, &super::random_jitter, self.log)?;
+        let config = http_config(md);
+        // The directory the renewals use (fetched once per CA) tells ARI its renewalInfo
+        // URL too; if it cannot be had, the ARI cache tries itself and logs why.
+        if let Some(ca_url) = md.ca_urls.first() {
+            if let Ok((client, until)) = self.connections().acme(&config, ca_url, now) {
+                let base = client.directory().renewal_info.clone();
+                cache.remember_directory(ca_url, base, until);
+            }
+        }
+        let http = self.connections().http(&config);
+        let advice = cache.advise(md, active, &*http, now, &super::random_jitter, self.log)?;
         crate::md_log!(
             *self.log,
             Level::Debug,
@@ -780,8 +800,11 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             );
             self.store.purge(Group::Staging, name)?;
         }
-        let http = Arc::new(LazyHttpClient::new(http_config(md)));
-        let client = AcmeClient::connect(http, &ca_url)?;
+        // Shared with the other MDs of this CA in the process: one directory fetch, one
+        // nonce pool, one HTTP client.
+        let (client, _) = self
+            .connections()
+            .acme(&http_config(md), &ca_url, Utc::now())?;
         let profile = pick_profile(md, client.directory()).map_err(RenewError::NotOffered)?;
         if let (Some(p), None) = (&md.profile, &profile) {
             crate::md_log!(
