@@ -68,6 +68,13 @@ pub struct AriCache {
     pub fetches: Mutex<(usize, usize)>,
 }
 
+/// How long a directory with this `max-age` is used: at least [`DIRECTORY_MIN_TTL`] (a
+/// `max-age=0`, pebble sends one, must not make every renewal pass fetch it again and build
+/// an HTTP client for it), else [`DIRECTORY_TTL`] without one.
+pub(crate) fn directory_ttl(max_age: Option<Duration>) -> chrono::Duration {
+    ttl(max_age.map(|a| a.max(DIRECTORY_MIN_TTL)), DIRECTORY_TTL)
+}
+
 pub(crate) fn ttl(d: Option<Duration>, default: Duration) -> chrono::Duration {
     let d = d.unwrap_or(default).clamp(MIN_TTL, MAX_TTL);
     chrono::Duration::from_std(d).unwrap_or_else(|_| chrono::Duration::hours(1))
@@ -123,13 +130,7 @@ impl AriCache {
         let dir = Directory::parse(ca_url, &resp.body).map_err(|e| e.to_string())?;
         let entry = CachedDirectory {
             renewal_info: dir.renewal_info,
-            // at least DIRECTORY_MIN_TTL: a `max-age=0` must not make every renewal pass
-            // fetch the directory again (and build an HTTP client for it)
-            until: now
-                + ttl(
-                    max_age(&resp).map(|a| a.max(DIRECTORY_MIN_TTL)),
-                    DIRECTORY_TTL,
-                ),
+            until: now + directory_ttl(max_age(&resp)),
         };
         dirs.insert(ca_url.to_string(), entry.clone());
         Ok(entry.renewal_info)

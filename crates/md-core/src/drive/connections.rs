@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use super::ari::{ttl, DIRECTORY_TTL};
+use super::ari::directory_ttl;
 use crate::acme::{AcmeClient, DirectoryError};
 use crate::http::{HttpClient, HttpConfig, LazyHttpClient};
 
@@ -96,7 +96,7 @@ impl Connections {
         let http: Arc<dyn HttpClient> = make_http();
         let client = Arc::new(AcmeClient::connect(http, ca_url)?);
         self.connects.fetch_add(1, Ordering::Relaxed);
-        let until = now + ttl(client.directory_max_age(), DIRECTORY_TTL);
+        let until = now + directory_ttl(client.directory_max_age());
         *slot = Some(CachedCa {
             client: client.clone(),
             until,
@@ -177,7 +177,8 @@ mod tests {
         let now = Utc::now();
         let cfg = HttpConfig::default();
         let url = "https://ca.test/dir";
-        for (max_age, fresh) in [(None, 3600), (Some(60), 60)] {
+        // a max-age below 5 minutes counts as 5 minutes
+        for (max_age, fresh) in [(None, 3600), (Some(60), 300), (Some(600), 600)] {
             let ca = Arc::new(Ca {
                 max_age,
                 fail: false.into(),
