@@ -368,7 +368,7 @@ def test_rs_children_killed_at_each_step(step):
     never changes, the staged and activated key matches its certificate, the served chain
     verifies, and no httpd process crashed (the SIGKILLs aside). mod_md-rs only: the C module
     segfaults after several of these faults already (see XFAIL above)."""
-    from test_lifecycle import children_of
+    from lib.httpd import children_of
     with proxied("rs") as (srv, peb, proxy):
         proxy.set_fault(step, "stall", count=1, stall=KILL_STALL)
         srv.render(conf(srv, peb, proxy))

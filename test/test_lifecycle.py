@@ -51,7 +51,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.httpd import HttpdServer, check_prerequisites, module_by_name
+from lib.httpd import HttpdServer, check_prerequisites, children_of, module_by_name
 from lib.pebble import Pebble
 from test_renewal import graceful, md_conf, served_chain_ok, vhosts, wait_staged
 
@@ -185,19 +185,6 @@ def message_cmd(srv: HttpdServer, script: str = MSG_LOG_SCRIPT, **fmt) -> tuple[
     log = srv.write_file("messages.log", "", mode=0o666)
     cmd = srv.write_file("conf/message.sh", script.format(log=log, **fmt), mode=0o755)
     return cmd, log
-
-
-def children_of(pid: int) -> list[int]:
-    kids = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                stat = (p / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(p.name))
-    return kids
 
 
 def children_users(srv: HttpdServer) -> set[str]:

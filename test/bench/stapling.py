@@ -77,7 +77,7 @@ from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.httpd import REPO_DIR, HttpdServer, free_ports, module_by_name  # noqa: E402
+from lib.httpd import REPO_DIR, HttpdServer, children_of, free_ports, module_by_name  # noqa: E402
 
 CLONE_NEWNET = 0x40000000
 SERIAL_BASE = 0x5EED0000
@@ -278,19 +278,6 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
     except OSError:
         pass
     return 0
-
-
-def children_of(pid: int) -> list[int]:
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                stat = (p / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(p.name))
-    return out
 
 
 def crashes(srv: HttpdServer) -> list[str]:

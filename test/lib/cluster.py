@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.httpd import HttpdServer, MdModule, free_ports
+from lib.httpd import HttpdServer, MdModule, children_of, free_ports
 from lib.pebble import Pebble
 from lib.postgres import Postgres
 
@@ -99,19 +99,6 @@ class Node:
 
     def children(self) -> list[int]:
         return children_of(self.parent_pid)
-
-
-def children_of(pid: int) -> list[int]:
-    kids = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                stat = (p / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(p.name))
-    return kids
 
 
 HOLD_SCRIPT = """#!/bin/sh

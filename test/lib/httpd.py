@@ -385,3 +385,17 @@ def syntax_error_message(output: str) -> str:
     if not m:
         return output.strip()
     return output[m.end():].strip()
+
+
+def children_of(pid: int) -> list[int]:
+    """PIDs of the processes whose parent is `pid` (from /proc)."""
+    kids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(p.name))
+    return kids
