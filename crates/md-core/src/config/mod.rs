@@ -35,6 +35,39 @@ mod tests {
     }
 
     #[test]
+    fn cluster_directives_are_checked_when_read() {
+        let dir = std::env::temp_dir().join(format!("md-cluster-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (db, short, key) = (dir.join("db"), dir.join("short"), dir.join("key"));
+        std::fs::write(&db, "host=127.0.0.1 dbname=md\n").unwrap();
+        std::fs::write(&short, "0123456789\n").unwrap();
+        std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+        let (mut mc, mut srv) = (ModConfig::default(), Settings::default());
+        let mut set = |name: &str, v: &str| run(&mut mc, &mut srv, name, words(v));
+        let missing = set("MDClusterDatabase", "/nonexistent/md-cluster.db").unwrap_err();
+        assert!(
+            missing.contains("cannot read /nonexistent/md-cluster.db"),
+            "{missing}"
+        );
+        let e = set("MDClusterKeyFile", short.to_str().unwrap()).unwrap_err();
+        assert!(e.contains("holds 10 bytes, at least 32"), "{e}");
+        assert!(set("MDClusterNode", "a:b").is_err());
+        assert!(set("MDClusterLease", "500ms").is_err());
+        set("MDClusterDatabase", db.to_str().unwrap()).unwrap();
+        set("MDClusterKeyFile", key.to_str().unwrap()).unwrap();
+        set("MDClusterNode", "web1").unwrap();
+        set("MDClusterLease", "20s").unwrap();
+        set("MDClusterPoll", "2").unwrap();
+        let g = &mc.global;
+        assert_eq!(g.cluster_database.as_deref(), db.to_str());
+        assert_eq!(g.cluster_key_file.as_deref(), key.to_str());
+        assert_eq!(g.cluster_node.as_deref(), Some("web1"));
+        assert_eq!(g.cluster_lease, Some(std::time::Duration::from_secs(20)));
+        assert_eq!(g.cluster_poll, Some(std::time::Duration::from_secs(2)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn mdomain_lowercases_dedups_and_takes_mode() {
         let (mut mc, mut srv) = (ModConfig::default(), Settings::default());
         run(
