@@ -134,6 +134,41 @@ fn names_are_confined_to_their_group() {
 }
 
 #[test]
+fn sync_of_many_mds_writes_them_all_in_order_and_reports_each_failure() {
+    // Many records are written by several threads: the report keeps the config order and
+    // a failing MD is reported under its own name, the others written.
+    let t = TempDir::new("md-basic");
+    let reg = Registry::new(open(t.path()).unwrap());
+    let names: Vec<String> = (0..150).map(|i| format!("m{i:03}.org")).collect();
+    // a file where MD 77's directory belongs: its md.json cannot be written
+    fs::write(
+        t.path().join("domains").join(&names[77]),
+        b"not a directory",
+    )
+    .unwrap();
+    let mds: Vec<_> = names
+        .iter()
+        .map(|n| md(n, &[n.as_str()], &[KeySpec::Default]))
+        .collect();
+    let rep = reg.sync(&mds).unwrap();
+    let expected: Vec<String> = names.iter().filter(|n| *n != &names[77]).cloned().collect();
+    assert_eq!(rep.new, expected);
+    assert_eq!(rep.errors.len(), 1, "{:?}", rep.errors);
+    assert_eq!(rep.errors[0].0, names[77]);
+    for n in &expected {
+        assert_eq!(reg.get(n).unwrap().unwrap().md.domains, vec![n.clone()]);
+    }
+    // all of them changed: rewritten, reported as changed, in order
+    let wider: Vec<_> = names
+        .iter()
+        .map(|n| md(n, &[n.as_str(), &format!("www.{n}")], &[KeySpec::Default]))
+        .collect();
+    let rep = reg.sync(&wider).unwrap();
+    assert_eq!(rep.changed, expected);
+    assert_eq!(reg.get(&names[149]).unwrap().unwrap().md.domains.len(), 2);
+}
+
+#[test]
 fn sync_new_changed_renamed_removed() {
     let t = TempDir::new("md-basic");
     let reg = Registry::new(open(t.path()).unwrap());

@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::cert::names_covered;
+use super::cert::{names_covered, Certificate};
 use crate::status::CertFacts;
 
 /// What checking one pair found: the leaf's facts, independent of the MD's names.
@@ -32,6 +32,17 @@ impl CheckedPair {
             ..f.clone()
         })
     }
+}
+
+/// The leaf of a pair that loads: the quick proof when it is certain, else OpenSSL's full
+/// decoding (which also words the error).
+fn check_files(cert: &Path, key: &Path) -> Result<Certificate, String> {
+    if let (Ok(c), Ok(k)) = (std::fs::read(cert), std::fs::read(key)) {
+        if let Some(leaf) = super::quick_pair::quick_check(&c, &k) {
+            return Ok(leaf);
+        }
+    }
+    super::load_matching_pair(cert, key).map(|(chain, _)| chain.leaf().clone())
 }
 
 /// What identifies a file's content without reading it.
@@ -87,10 +98,11 @@ impl PairCache {
                 return e.result.clone();
             }
         }
-        let result = super::load_matching_pair(cert, key).map(|(chain, _)| {
-            let leaf = chain.leaf();
+        let result = check_files(cert, key).map(|leaf| {
             Arc::new(CheckedPair {
-                facts: CertFacts::of(leaf, &[]).ok().map(|f| (f, leaf.alt_names())),
+                facts: CertFacts::of(&leaf, &[])
+                    .ok()
+                    .map(|f| (f, leaf.alt_names())),
             })
         });
         // Identity taken before reading: a file replaced meanwhile is read again next time.

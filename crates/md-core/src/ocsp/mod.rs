@@ -3,7 +3,7 @@
 //! certificates that the handshake hook reads, and the watchdog pass that keeps their
 //! responses fresh.
 
-mod der;
+pub(crate) mod der;
 pub mod id;
 pub mod request;
 pub mod response;

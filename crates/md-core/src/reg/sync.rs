@@ -96,7 +96,7 @@ fn assess(store: &impl Store, rec: &mut MdRecord) {
     }
 }
 
-impl<S: Store> Registry<S> {
+impl<S: Store + Sync> Registry<S> {
     /// Bring domains/ in line with the configuration: create new MDs, rewrite changed ones,
     /// rename stored MDs whose names moved to a differently named MD, report removed ones and
     /// purge their challenge dirs.
@@ -120,6 +120,8 @@ impl<S: Store> Registry<S> {
             .filter(|n| !configured.contains(n.as_str()) && stored.contains_key(*n))
             .cloned()
             .collect();
+        // (record, is new): written after the loop, several at a time
+        let mut to_save: Vec<(MdRecord, bool)> = Vec::new();
         for md in mds {
             if report.errors.iter().any(|(n, _)| *n == md.name) {
                 continue; // unreadable md.json: leave it for the admin, do not overwrite
@@ -130,10 +132,7 @@ impl<S: Store> Registry<S> {
                 assess(st, rec);
                 changed |= (rec.state, rec.state_descr.clone()) != before;
                 if changed {
-                    match st.save_md(Group::Domains, rec) {
-                        Ok(()) => report.changed.push(md.name.clone()),
-                        Err(e) => report.errors.push((md.name.clone(), e.to_string())),
-                    }
+                    to_save.push((rec.clone(), false));
                 }
                 continue;
             }
@@ -157,9 +156,14 @@ impl<S: Store> Registry<S> {
             }
             let mut rec = MdRecord::new(md.clone());
             assess(st, &mut rec);
-            match st.save_md(Group::Domains, &rec) {
-                Ok(()) => report.new.push(md.name.clone()),
-                Err(e) => report.errors.push((md.name.clone(), e.to_string())),
+            to_save.push((rec, true));
+        }
+        for ((rec, new), result) in to_save.iter().zip(save_all(st, &to_save)) {
+            let name = rec.md.name.clone();
+            match result {
+                Ok(()) if *new => report.new.push(name),
+                Ok(()) => report.changed.push(name),
+                Err(e) => report.errors.push((name, e.to_string())),
             }
         }
         let live: HashSet<&str> = mds
@@ -218,4 +222,32 @@ fn pick_rename(
         }
     }
     best.map(|(_, n)| n.clone())
+}
+
+/// Write md.json records, a few threads at a time when there are many: each is its own file in
+/// its own directory, and at a first start with thousands of MDs the file creations and fsyncs
+/// were most of what the parent spent. Results in the order of `recs`.
+fn save_all<S: Store + Sync>(st: &S, recs: &[(MdRecord, bool)]) -> Vec<Result<(), StoreError>> {
+    const WORKERS: usize = 4;
+    const MIN_PER_WORKER: usize = 16;
+    let save = |chunk: &[(MdRecord, bool)]| -> Vec<_> {
+        chunk
+            .iter()
+            .map(|(rec, _)| st.save_md(Group::Domains, rec))
+            .collect()
+    };
+    if recs.len() < 2 * MIN_PER_WORKER {
+        return save(recs);
+    }
+    let per = recs.len().div_ceil(WORKERS).max(MIN_PER_WORKER);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = recs
+            .chunks(per)
+            .map(|chunk| scope.spawn(move || save(chunk)))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
