@@ -13,9 +13,13 @@ Measured per variant: first start to serving (empty store but for the certificat
 md module writes its md.json files), second start to serving (the store as the first start
 left it), a graceful restart to serving (SIGUSR1 until the new generation reports
 "resuming normal operations" and answers a handshake), and the RSS of the parent and of the
-largest child after the second start. "Serving" is a completed TLS handshake with the SNI
-of the last MD. The server listens on 127.0.0.1 on a port chosen at run time and is stopped by
-PID (SIGTERM, then SIGKILL to the process group it leads).
+largest child after the second start, the RSS of all its processes together, and for the md
+modules GET /md-status (all MDs) and /md-status/<one MD> (median of 5 each, on a second,
+plain-HTTP port). "Serving" is a completed TLS handshake with the SNI of the last MD. The
+server listens on 127.0.0.1 on ports chosen at run time and is stopped by PID (SIGTERM, then
+SIGKILL to the process group it leads). The server directories are removed only at the end:
+ext4 searches longer for a free inode while many were deleted in the last minutes, which
+made whichever variant ran after another one's clean-up pay for it.
 
     python3 test/bench/scale.py [--mds 1000 [--mds 3000]] [--variants ssl,c,rs] [--repeat 1]
 
@@ -25,6 +29,7 @@ The module under test: env MD_RS_MODULE (default target/release/libmod_md.so of 
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import shutil
 import signal
@@ -77,7 +82,7 @@ class Server:
         os.chmod(self.dir, 0o755)
         for sub in ("conf", "logs", "run", "htdocs"):
             (self.dir / sub).mkdir(mode=0o755)
-        self.port = free_ports(1)[0]
+        self.port, self.status_port = free_ports(2)
         self.conf = self.dir / "conf" / "httpd.conf"
         self.log = self.dir / "logs" / "error.log"
         self.proc: subprocess.Popen | None = None
@@ -99,6 +104,7 @@ class Server:
             f'ServerRoot "{self.dir}"', f'DefaultRuntimeDir "{self.dir}/run"',
             f'PidFile "{self.dir}/run/httpd.pid"', f'ErrorLog "{self.log}"', "LogLevel warn",
             "ServerName localhost", f"Listen 127.0.0.1:{self.port}",
+            f"Listen 127.0.0.1:{self.status_port}",
             f'LoadModule mpm_event_module "{mods}/mod_mpm_event.so"',
             f'LoadModule authz_core_module "{mods}/mod_authz_core.so"',
             f'LoadModule socache_shmcb_module "{mods}/mod_socache_shmcb.so"',
@@ -115,7 +121,11 @@ class Server:
                       "MDCertificateAuthority https://127.0.0.1:9/directory",
                       "MDCertificateAgreement accepted", "MDContactEmail admin@bench.test",
                       "MDRenewMode manual", f"MDPrivateKeys {SPEC}",
-                      f"MDPortMap http:- https:{self.port}"]
+                      f"MDPortMap http:- https:{self.port}",
+                      f"<VirtualHost 127.0.0.1:{self.status_port}>",
+                      "  ServerName status.bench.test",
+                      "  <Location /md-status>", "    SetHandler md-status", "  </Location>",
+                      "</VirtualHost>"]
         for i in range(self.n):
             name = md_name(i)
             if self.variant != "ssl":
@@ -173,8 +183,23 @@ class Server:
         os.kill(self.proc.pid, signal.SIGUSR1)
         return self.wait_serving(t0, before, timeout)
 
-    def rss_mb(self) -> tuple[float, float]:
-        """(parent RSS, largest child RSS) in MB."""
+    def get_ms(self, path: str, runs: int = 5) -> float:
+        """Median milliseconds of GET path on the status port (the body read whole)."""
+        times = []
+        for _ in range(runs):
+            conn = http.client.HTTPConnection("127.0.0.1", self.status_port, timeout=120)
+            t0 = time.perf_counter()
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+            times.append((time.perf_counter() - t0) * 1000)
+            conn.close()
+            if resp.status != 200 or not body:
+                raise RuntimeError(f"{self.variant}: GET {path}: {resp.status}")
+        return statistics.median(times)
+
+    def rss_mb(self) -> tuple[float, float, float]:
+        """(parent RSS, largest child RSS, all processes) in MB."""
         def rss(pid: int) -> float:
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -185,7 +210,9 @@ class Server:
             return 0.0
         kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
                               text=True).stdout.split()
-        return rss(self.proc.pid), max((rss(int(k)) for k in kids), default=0.0)
+        kid_rss = [rss(int(k)) for k in kids]
+        parent = rss(self.proc.pid)
+        return parent, max(kid_rss, default=0.0), parent + sum(kid_rss)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -214,20 +241,25 @@ class Server:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def bench(variant: str, n: int, pair, keep: bool) -> dict[str, float]:
+def bench(variant: str, n: int, pair, done: list[Server]) -> dict[str, float]:
     timeout = 60 + n * 0.05
     srv = Server(variant, n, pair)
+    done.append(srv)
     try:
         first = srv.start(timeout)
         srv.stop()
         second = srv.start(timeout)
         time.sleep(0.5)
-        parent, child = srv.rss_mb()
-        graceful = srv.graceful(timeout)
-        return {"first": first, "second": second, "graceful": graceful,
-                "rss_parent": parent, "rss_child": child}
+        parent, child, total = srv.rss_mb()
+        r = {"first": first, "second": second, "rss_parent": parent, "rss_child": child,
+             "rss_all": total}
+        if variant != "ssl":
+            r["status_all_ms"] = srv.get_ms("/md-status")
+            r["status_one_ms"] = srv.get_ms(f"/md-status/{md_name(n // 2)}")
+        r["graceful"] = srv.graceful(timeout)
+        return r
     finally:
-        srv.cleanup(keep)
+        srv.stop()
 
 
 LABELS = {"ssl": "mod_ssl alone", "c": "C mod_md", "rs": "mod_md-rs"}
@@ -246,37 +278,51 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         pair = make_pair(Path(d))
     print(f"# mod_md-rs: {rs_module_path()}; {os.cpu_count()} cores")
-    for n in a.mds or [1000]:
-        res: dict[str, dict[str, float]] = {}
+    servers: list[Server] = []
+    try:
+        for n in a.mds or [1000]:
+            run_n(n, variants, pair, a.repeat, servers)
+    finally:
+        for srv in servers:
+            srv.cleanup(a.keep)
+
+
+def run_n(n: int, variants: list[str], pair, repeat: int, servers: list[Server]) -> None:
+    res: dict[str, dict[str, float]] = {}
+    for v in variants:
+        runs = [bench(v, n, pair, servers) for _ in range(repeat)]
+        res[v] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        r = res[v]
+        print(f"[N={n}] {LABELS[v]:<14} first {r['first']:6.2f} s  second "
+              f"{r['second']:6.2f} s  graceful {r['graceful']:6.2f} s  RSS parent "
+              f"{r['rss_parent']:6.1f} MB  child {r['rss_child']:6.1f} MB  all "
+              f"{r['rss_all']:7.1f} MB", flush=True)
+    print(f"\nN={n} (median of {repeat})")
+    print(f"{'':<14} {'first s':>8} {'second s':>9} {'graceful s':>10} "
+          f"{'RSS parent MB':>14} {'RSS child MB':>13} {'RSS all MB':>11} "
+          f"{'status all ms':>14} {'status one ms':>14}")
+    for v in variants:
+        r = res[v]
+        st = (f"{r['status_all_ms']:14.1f} {r['status_one_ms']:14.2f}"
+              if "status_all_ms" in r else f"{'-':>14} {'-':>14}")
+        print(f"{LABELS[v]:<14} {r['first']:8.2f} {r['second']:9.2f} {r['graceful']:10.2f} "
+              f"{r['rss_parent']:14.1f} {r['rss_child']:13.1f} {r['rss_all']:11.1f} {st}")
+    if "ssl" in res:
+        base = res["ssl"]
+        print("added over mod_ssl alone:")
         for v in variants:
-            runs = [bench(v, n, pair, a.keep) for _ in range(a.repeat)]
-            res[v] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            if v == "ssl":
+                continue
             r = res[v]
-            print(f"[N={n}] {LABELS[v]:<14} first {r['first']:6.2f} s  second "
-                  f"{r['second']:6.2f} s  graceful {r['graceful']:6.2f} s  RSS parent "
-                  f"{r['rss_parent']:6.1f} MB  child {r['rss_child']:6.1f} MB", flush=True)
-        print(f"\nN={n} (median of {a.repeat})")
-        print(f"{'':<14} {'first s':>8} {'second s':>9} {'graceful s':>10} "
-              f"{'RSS parent MB':>14} {'RSS child MB':>13}")
-        for v in variants:
-            r = res[v]
-            print(f"{LABELS[v]:<14} {r['first']:8.2f} {r['second']:9.2f} {r['graceful']:10.2f} "
-                  f"{r['rss_parent']:14.1f} {r['rss_child']:13.1f}")
-        if "ssl" in res:
-            base = res["ssl"]
-            print("added over mod_ssl alone (s):")
-            for v in variants:
-                if v == "ssl":
-                    continue
-                r = res[v]
-                print(f"  {LABELS[v]:<12} first {r['first'] - base['first']:+6.2f}  second "
-                      f"{r['second'] - base['second']:+6.2f}  graceful "
-                      f"{r['graceful'] - base['graceful']:+6.2f}")
-        if "c" in res and "rs" in res:
-            c, rs = res["c"], res["rs"]
-            ratios = "  ".join(f"{k} {rs[k] / c[k]:.2f}" for k in c if c[k])
-            print(f"ratios mod_md-rs / C: {ratios}")
-        print(flush=True)
+            print(f"  {LABELS[v]:<12} first {r['first'] - base['first']:+6.2f}  second "
+                  f"{r['second'] - base['second']:+6.2f}  graceful "
+                  f"{r['graceful'] - base['graceful']:+6.2f}  RSS all "
+                  f"{r['rss_all'] - base['rss_all']:+7.1f} MB")
+    if "c" in res and "rs" in res:
+        c, rs = res["c"], res["rs"]
+        ratios = "  ".join(f"{k} {rs[k] / c[k]:.2f}" for k in c if c[k])
+        print(f"ratios mod_md-rs / C: {ratios}")
+    print(flush=True)
 
 
 if __name__ == "__main__":

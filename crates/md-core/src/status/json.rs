@@ -30,7 +30,7 @@ fn renewal_json(view: &MdView, with_logs: bool) -> Option<Value> {
 /// One MD's status object: md.json plus `cert`, `renew-at`, `watched`, `renew`, `renewal`.
 pub fn md_status_json(view: &MdView, now: DateTime<Utc>, with_logs: bool) -> Value {
     let snap = view.snap;
-    let mut o = snap.md_json.clone();
+    let mut o = snap.md_json();
     let mut certs = certs_json(snap.present());
     if snap.record.md.stapling {
         for (label, c) in snap.present() {
