@@ -142,14 +142,16 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
                 }
             }
         }
+        // SAFETY: s is the live base server, in the config phase.
+        let pairs = unsafe { crate::state::pair_cache(s) };
+        md_core::serve::prewarm_pairs(&state.mds, &state.store_dir, pairs);
         log_s!(
             s,
             Level::Debug,
             "{} managed domain(s) configured, store {}, {} certificate pair(s) known",
             state.mds.len(),
             state.store_dir.display(),
-            // SAFETY: s is the live base server, in the config phase.
-            unsafe { crate::state::pair_cache(s) }.len()
+            pairs.len()
         );
         report(s, &diagnostics)
     })

@@ -80,7 +80,7 @@ const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(12 * 3600);
 /// Longest pause between renewal passes while an MD has stapling on.
 const REVOCATION_CHECK: Duration = Duration::from_secs(3600);
 /// Renewals of different MDs that run at the same time.
-pub const MAX_PARALLEL: usize = 4;
+pub const MAX_PARALLEL: usize = 8;
 
 /// One MD the renewal watchdog watches.
 pub struct WatchedMd {
