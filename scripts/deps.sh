@@ -5,9 +5,15 @@ set -euo pipefail
 pkgs=(apache2 apache2-dev libapr1-dev libaprutil1-dev libssl-dev libclang-dev clang
       pkg-config pebble curl openssl ca-certificates tinyproxy
       iproute2 postgresql)
-# The Debian package (scripts/build-deb.sh) and its test (test/test_package.py, opt-in in
-# test-all.sh with MDRS_PACKAGE_TEST=1): debootstrap for the Debian 12 root, lintian.
-if [ "${MDRS_PACKAGE_TEST:-0}" = 1 ]; then pkgs+=(debootstrap lintian dpkg-dev); fi
+# The Debian package (scripts/build-deb.sh) and its test (test/test_package.py, run by
+# test-all.sh unless MDRS_SKIP_PACKAGE_TEST=1): debootstrap for the Debian 12 root, lintian.
+if [ "${MDRS_SKIP_PACKAGE_TEST:-0}" != 1 ]; then pkgs+=(debootstrap lintian dpkg-dev); fi
+# pytest-xdist (test-all.sh runs the e2e suite on several workers): Debian's package when
+# python3 is Debian's own, else pip below.
+if ! python3 -c "import xdist" 2>/dev/null \
+        && [ "$(python3 -c 'import sys; print(sys.prefix)' 2>/dev/null)" = /usr ]; then
+    pkgs+=(python3-pytest-xdist)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,10 +45,12 @@ if ! command -v cargo >/dev/null; then
     echo "deps: cargo not found: a Rust toolchain >= 1.82 is needed (rustup)" >&2
     exit 1
 fi
-if [ "${MDRS_PACKAGE_TEST:-0}" = 1 ] && ! command -v cargo-deb >/dev/null; then
+if [ "${MDRS_SKIP_PACKAGE_TEST:-0}" != 1 ] && ! command -v cargo-deb >/dev/null \
+        && [ ! -x /work/tools/bin/cargo-deb ] && [ -z "${CARGO_DEB:-}" ]; then
     echo "deps: installing cargo-deb (cargo install cargo-deb --locked)"
     cargo install cargo-deb --locked
 fi
 python3 -c "import pytest" 2>/dev/null || python3 -m pip install -q pytest
+python3 -c "import xdist" 2>/dev/null || python3 -m pip install -q pytest-xdist
 # test/test_faults.py decrypts the store's encrypted staging keys to compare them with certificates
 python3 -c "import cryptography" 2>/dev/null || python3 -m pip install -q cryptography

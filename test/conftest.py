@@ -12,7 +12,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -47,6 +50,38 @@ def pytest_report_header(config):
         except (OSError, RuntimeError) as e:  # the c tests fail on their own then
             header.append(f"C reference: unknown ({e})")
     return header
+
+
+# ---- the fault matrix's figures (test_faults.py::test_fault) ---------------------------------
+# Each case puts its record in its report's user_properties ("fault_result"): reports reach
+# this process also from pytest-xdist workers, so the file and the table cover every case.
+
+FAULT_RESULTS: list[dict] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        FAULT_RESULTS.extend(v for k, v in report.user_properties if k == "fault_result")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if not FAULT_RESULTS or hasattr(config, "workerinput"):  # an xdist worker: not its job
+        return
+    path = Path(os.environ.get("MD_FAULTS_JSON")
+                or Path(tempfile.gettempdir()) / "md-faults-results.json")
+    path.write_text(json.dumps(FAULT_RESULTS, indent=2) + "\n")
+    tr = terminalreporter
+    tr.write_line("")
+    tr.write_line(f"fault matrix ({len(FAULT_RESULTS)} cases; figures in {path}):")
+    tr.write_line(f"{'module':6} {'step':12} {'fault':9} {'asked':6} {'injected':8} "
+                  f"{'survived':8} {'orders':6} {'s to cert':9} {'crashes':7} {'acct keys':9} "
+                  "checks")
+    for r in FAULT_RESULTS:
+        t = f"{r['seconds_to_cert']:.1f}" if r["seconds_to_cert"] is not None else "-"
+        tr.write_line(f"{r['module']:6} {r['step']:12} {r['kind']:9} {r['asked']:6} "
+                      f"{r['injected']:<8} {'yes' if r['survived'] else 'NO':8} "
+                      f"{r['orders']:<6} {t:9} {r['crashes']:<7} {r['account_keys']:<9} "
+                      f"{r['checks']}")
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,6 @@ import contextlib
 import json
 import os
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -54,8 +53,6 @@ from test_renewal import graceful, served_chain_ok, vhosts, wait_staged
 
 MD = "a.test"
 LIMIT = float(os.environ.get("MD_FAULTS_LIMIT", "90"))  # seconds from start to staged
-RESULTS_PATH = Path(os.environ.get("MD_FAULTS_JSON")
-                    or Path(tempfile.gettempdir()) / "md-faults-results.json")
 FULL = os.environ.get("MD_FAULTS_FULL") == "1"
 
 
@@ -132,37 +129,6 @@ def pytest_generate_tests(metafunc):
             marks = [pytest.mark.xfail(strict=xf[1], reason=xf[0])] if xf else []
             params.append(pytest.param(mod, case, id=f"{mod}-{case.id}", marks=marks))
     metafunc.parametrize("fault_mod, fault_case", params)
-
-
-# ---- results ---------------------------------------------------------------------------
-
-RESULTS: list[dict] = []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def results_report(request):
-    yield
-    if not RESULTS:
-        return
-    RESULTS_PATH.write_text(json.dumps(RESULTS, indent=2) + "\n")
-    lines = ["", f"fault matrix ({len(RESULTS)} cases; figures in {RESULTS_PATH}):",
-             f"{'module':6} {'step':12} {'fault':9} {'asked':6} {'injected':8} {'survived':8} "
-             f"{'orders':6} {'s to cert':9} {'crashes':7} {'acct keys':9} checks"]
-    for r in RESULTS:
-        t = f"{r['seconds_to_cert']:.1f}" if r["seconds_to_cert"] is not None else "-"
-        lines.append(f"{r['module']:6} {r['step']:12} {r['kind']:9} {r['asked']:6} "
-                     f"{r['injected']:<8} {'yes' if r['survived'] else 'NO':8} "
-                     f"{r['orders']:<6} {t:9} {r['crashes']:<7} {r['account_keys']:<9} "
-                     f"{r['checks']}")
-    # shown also when every case passed (pytest captures fixture output otherwise)
-    capman = request.config.pluginmanager.getplugin("capturemanager")
-    tr = request.config.pluginmanager.getplugin("terminalreporter")
-    with capman.global_and_fixture_disabled():
-        for line in lines:
-            if tr is not None:
-                tr.write_line(line)
-            else:
-                print(line)
 
 
 # ---- helpers ---------------------------------------------------------------------------
@@ -276,21 +242,24 @@ def proxied(module_name: str, *, status: bool = False):
 
 # ---- the matrix ------------------------------------------------------------------------
 
-def test_fault(fault_mod, fault_case: Case):
+def test_fault(request, fault_mod, fault_case: Case):
     case = fault_case
+    # The case's figures travel in the test report (also from pytest-xdist workers);
+    # conftest.py writes them to MD_FAULTS_JSON and prints the table at the end.
+    rec: dict = {}
+    request.node.user_properties.append(("fault_result", rec))
     with proxied(fault_mod) as (srv, peb, proxy):
-        _fault_case(case, fault_mod, srv, peb, proxy)
+        _fault_case(case, fault_mod, srv, peb, proxy, rec)
 
 
-def _fault_case(case: Case, fault_mod: str, srv, peb, proxy):
-    rec = {"module": fault_mod, "step": case.step, "kind": case.kind,
-           "asked": f"{case.percent:g}%" if case.percent is not None else str(case.count),
-           "injected": 0, "survived": False, "orders": 0, "seconds_to_cert": None,
-           "crashes": 0, "account_keys": 0, "account_key_changes": [], "requests": {},
-           "checks": "fail", "error": None}
+def _fault_case(case: Case, fault_mod: str, srv, peb, proxy, rec: dict):
+    rec.update({"module": fault_mod, "step": case.step, "kind": case.kind,
+                "asked": f"{case.percent:g}%" if case.percent is not None else str(case.count),
+                "injected": 0, "survived": False, "orders": 0, "seconds_to_cert": None,
+                "crashes": 0, "account_keys": 0, "account_key_changes": [], "requests": {},
+                "checks": "fail", "error": None})
     if srv.keep:
         rec["dir"] = str(srv.dir)
-    RESULTS.append(rec)
     try:
         proxy.set_fault(case.step, case.kind, count=case.count, percent=case.percent,
                         retry_after=case.retry_after, stall=case.stall)

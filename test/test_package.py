@@ -15,9 +15,9 @@ Run (as root; about 1-2 min with the tarball cached and MDRS_DEB given):
     python3 -m pytest -q test/test_package.py
     MDRS_DEB=target/debian/mod-md-rs_0.1.0-1_amd64.deb python3 -m pytest -q test/test_package.py
 MDRS_DEB_UPGRADE: the .deb to upgrade to (default: a build with --deb-version <v>+1, or, with
-MDRS_DEB, MDRS_DEB repacked with a bumped version). MDRS_SKIP_PACKAGE_TEST=1 skips it (CI
-does so unless MDRS_PACKAGE_TEST=1, see scripts/test-all.sh); a missing tool (debootstrap,
-cargo-deb, pebble, chroot) FAILS.
+MDRS_DEB, MDRS_DEB repacked with a bumped version). MDRS_SKIP_PACKAGE_TEST=1 skips it (CI,
+scripts/test-all.sh, runs it unless that is set); a missing tool (debootstrap, cargo-deb,
+pebble, chroot) FAILS.
 """
 from __future__ import annotations
 

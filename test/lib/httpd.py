@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from lib.ports import free_ports  # noqa: F401 (lib.httpd.free_ports: used by tests and lib)
+
 TEST_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = TEST_DIR.parent
 
@@ -83,21 +85,6 @@ def selected_module_names(value: Optional[str] = None) -> list[str]:
     for n in names:
         module_by_name(n)  # validate
     return names
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free TCP ports on 127.0.0.1 (bound together, then released)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def port_listening(port: int, host: str = "127.0.0.1") -> bool:

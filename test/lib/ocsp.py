@@ -53,7 +53,6 @@ import datetime as _dt
 import http.server
 import os
 import re
-import socket
 import subprocess
 import tempfile
 import threading
@@ -62,13 +61,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Optional
 
+from lib.ports import free_port
+
 MODES = ("pass", "garbage", "oversized", "wrong-nonce", "replay", "500", "down")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _read_pem(cert) -> str:

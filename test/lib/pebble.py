@@ -8,36 +8,19 @@ import json
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import time
 import urllib.request
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from lib.ports import free_port  # noqa: F401 (lib.pebble.free_port: used by tests and lib)
+from lib.ports import free_ports
 
 
 def distinct_ports(n: int, avoid=()) -> list[int]:
-    """n different free TCP ports on 127.0.0.1, none in `avoid` (bound together, then
-    released)."""
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            p = s.getsockname()[1]
-            if p not in avoid and p not in ports:
-                ports.append(p)
-    finally:
-        for s in socks:
-            s.close()
-    return ports
+    """n different free TCP ports on 127.0.0.1, none in `avoid` (lib.ports)."""
+    return free_ports(n, avoid)
 
 
 def _openssl(*args, cwd):
