@@ -7,8 +7,8 @@ apt, check the conflict with Debian's md module (a2enmod refuses; both enabled a
 apache2ctl -t with our message), enable it (`a2enmod ssl md_rs`), start apache2 in the root on
 127.0.0.1 with one MD against pebble (on the host, same network namespace), wait until the
 certificate is staged, restart gracefully and check the served certificate is pebble's; then
-upgrade to a new build (apache2 keeps running, reloaded gracefully, same parent PID, the store
-unchanged), upgrade again with a configuration that fails `apache2ctl -t` (no reload), and purge:
+upgrade to a new build (apache2 keeps running, reloaded gracefully, same parent PID, which then
+maps the newly installed module file, not the replaced one; the store unchanged), upgrade again with a configuration that fails `apache2ctl -t` (no reload), and purge:
 no file of the package is left, the store is, apache2 still runs.
 
 Run (as root; about 1-2 min with the tarball cached and MDRS_DEB given):
@@ -274,6 +274,9 @@ def test_package_install_serve_upgrade_purge():
         assert f"domains/{MD}/pubcert.pem" in store
 
         # -- upgrade: apache2 keeps running (same parent), reloaded gracefully, store unchanged
+        so = root.p(MODULE_SO)
+        mapped_before = mapped_module(pid)
+        assert mapped_before == (so.stat().st_ino, False), mapped_before
         n = gracefuls(root)
         out = install(root, deb_up)
         assert root.sh("dpkg-query -W -f '${Version}' mod-md-rs").stdout == \
@@ -282,6 +285,11 @@ def test_package_install_serve_upgrade_purge():
         assert "Not reloading" not in out, out
         wait_for(lambda: gracefuls(root) > n, 20, "the graceful reload after upgrade", root)
         assert root.apache_pid() == pid
+        # dpkg put a new file in place (a new inode) and the reload loaded it: the parent maps
+        # the installed file, not the replaced one
+        assert so.stat().st_ino != mapped_before[0]
+        wait_for(lambda: mapped_module(pid) == (so.stat().st_ino, False), 20,
+                 "the upgraded module mapped by apache2", root)
         assert wait_for(lambda: _try_issuer(https, pebble_root), 20, "serving", root) == issuer
         assert store_hashes(root) == store
 
@@ -331,6 +339,22 @@ def test_package_install_serve_upgrade_purge():
         if os.environ.get("MDRS_KEEP_ROOT") != "1" and not (root and root.mounted and
                                                             _is_mounted(root.p("/proc"))):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+MODULE_SO = "/usr/lib/apache2/modules/mod_md_rs.so"
+
+
+def mapped_module(pid: int) -> tuple[int, bool] | None:
+    """(inode, replaced) of the mod_md_rs.so that process `pid` has mapped, or None."""
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) < 6:
+            continue
+        # seen from outside the chroot, the path has the root's directory in front
+        path = parts[5].removesuffix(" (deleted)")
+        if path.endswith(MODULE_SO):
+            return int(parts[4]), path != parts[5]
+    return None
 
 
 def _alive(pid: int) -> bool:
