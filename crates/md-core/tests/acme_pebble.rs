@@ -474,50 +474,6 @@ fn orders_created(p: &Pebble) -> usize {
 }
 
 #[test]
-fn the_certificate_key_is_asked_for_when_the_order_is_ready_and_a_failed_key_ends_it() {
-    // The renewal generates the key while the CA validates: the flow must not want it
-    // before every challenge is answered, and a key that cannot be made ready ends the
-    // attempt before the finalize.
-    let p = Pebble::start();
-    let c = client(&p);
-    let acct = register(&c, KeyType::ACCOUNT_DEFAULT);
-    let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
-    let mut req = CertificateRequest::new(["lazy.test", "www.lazy.test"]);
-    req.challenges = vec![ChallengeType::Http01];
-    let r = p.responder();
-    let asked = std::sync::Mutex::new(Vec::new());
-    let lazy = || {
-        asked.lock().unwrap().push(r.setups.lock().unwrap().len());
-        Ok(key.clone())
-    };
-    let issued = c
-        .obtain_certificate_with(&acct, &lazy, &req, &r, &|_| {})
-        .unwrap_or_else(|e| panic!("obtain: {e}\n{}", p.log()));
-    check_issued(&p, &issued, &["lazy.test", "www.lazy.test"], &key);
-    // asked at the finalize and for the check of the issued certificate, both after the
-    // two challenges were set up
-    assert_eq!(*asked.lock().unwrap(), vec![2, 2]);
-
-    let mut other = CertificateRequest::new(["nokey.test"]);
-    other.challenges = vec![ChallengeType::Http01];
-    let finalized = p.log().matches("finalize-order").count();
-    assert!(finalized > 0, "pebble logs finalizes: {}", p.log());
-    let failing = || Err(md_core::acme::OrderError::Key("disk full".into()));
-    let err = c
-        .obtain_certificate_with(&acct, &failing, &other, &r, &|_| {})
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("the certificate key: disk full"),
-        "{err}"
-    );
-    assert_eq!(
-        p.log().matches("finalize-order").count(),
-        finalized,
-        "no finalize without a key"
-    );
-}
-
-#[test]
 fn an_interrupted_order_is_resumed_not_placed_again() {
     let p = Pebble::start();
     let c = client(&p);
@@ -527,7 +483,7 @@ fn an_interrupted_order_is_resumed_not_placed_again() {
     req.challenges = vec![ChallengeType::Http01];
     let seen = std::sync::Mutex::new(None);
     let record = |o: &md_core::acme::Order| *seen.lock().unwrap() = Some(o.url.clone());
-    c.obtain_certificate_with(&acct, &|| Ok(key.clone()), &req, &FailingResponder, &record)
+    c.obtain_certificate_with(&acct, &key, &req, &FailingResponder, &record)
         .unwrap_err();
     let url = seen
         .lock()
@@ -539,7 +495,7 @@ fn an_interrupted_order_is_resumed_not_placed_again() {
     req.resume = Some(url.clone());
     let r = p.responder();
     let issued = c
-        .obtain_certificate_with(&acct, &|| Ok(key.clone()), &req, &r, &record)
+        .obtain_certificate_with(&acct, &key, &req, &r, &record)
         .unwrap_or_else(|e| panic!("resume: {e}\n{}", p.log()));
     assert_eq!(issued.order.url, url);
     assert_eq!(orders_created(&p), 1, "no second order");
@@ -547,7 +503,7 @@ fn an_interrupted_order_is_resumed_not_placed_again() {
 
     // A finished (valid) order resumed again only downloads its certificate.
     let again = c
-        .obtain_certificate_with(&acct, &|| Ok(key.clone()), &req, &r, &record)
+        .obtain_certificate_with(&acct, &key, &req, &r, &record)
         .unwrap();
     assert_eq!(
         again.chain.leaf().serial_hex(),
@@ -567,13 +523,13 @@ fn a_resumed_order_for_other_names_or_invalid_is_replaced() {
     let seen = std::sync::Mutex::new(None);
     let record = |o: &md_core::acme::Order| *seen.lock().unwrap() = Some(o.url.clone());
     // The CA gives up on this one (nobody answers the challenge): invalid.
-    c.obtain_certificate_with(&acct, &|| Ok(key.clone()), &req, &SilentResponder, &record)
+    c.obtain_certificate_with(&acct, &key, &req, &SilentResponder, &record)
         .unwrap_err();
     let invalid = seen.lock().unwrap().clone().unwrap();
     req.resume = Some(invalid.clone());
     let r = p.responder();
     let issued = c
-        .obtain_certificate_with(&acct, &|| Ok(key.clone()), &req, &r, &record)
+        .obtain_certificate_with(&acct, &key, &req, &r, &record)
         .unwrap();
     assert_ne!(
         issued.order.url, invalid,
@@ -585,7 +541,7 @@ fn a_resumed_order_for_other_names_or_invalid_is_replaced() {
     more.challenges = vec![ChallengeType::Http01];
     more.resume = Some(issued.order.url.clone());
     let wider = c
-        .obtain_certificate_with(&acct, &|| Ok(key.clone()), &more, &r, &record)
+        .obtain_certificate_with(&acct, &key, &more, &r, &record)
         .unwrap();
     assert_ne!(wider.order.url, issued.order.url);
     assert_eq!(orders_created(&p), 3);

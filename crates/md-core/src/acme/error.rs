@@ -477,9 +477,6 @@ pub enum OrderError {
     /// Key or CSR trouble.
     #[error(transparent)]
     Crypt(#[from] CryptError),
-    /// The certificate's key could not be made ready (generated, stored) for the finalize.
-    #[error("the certificate key: {0}")]
-    Key(String),
 }
 
 impl OrderError {
@@ -533,8 +530,7 @@ impl OrderError {
             OrderError::Timeout { .. } => AprStatus::TIMEUP,
             OrderError::BadCertificate { .. }
             | OrderError::KeyMismatch { .. }
-            | OrderError::Crypt(_)
-            | OrderError::Key(_) => AprStatus::EGENERAL,
+            | OrderError::Crypt(_) => AprStatus::EGENERAL,
         }
     }
 }

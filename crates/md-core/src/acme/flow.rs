@@ -83,18 +83,15 @@ impl AcmeClient {
         req: &CertificateRequest,
         responder: &dyn ChallengeResponder,
     ) -> Result<IssuedCertificate, OrderError> {
-        self.obtain_certificate_with(acct, &|| Ok(key.clone()), req, responder, &|_| {})
+        self.obtain_certificate_with(acct, key, req, responder, &|_| {})
     }
 
     /// As [`AcmeClient::obtain_certificate`]; `on_order` sees the order as soon as it exists
     /// (new or resumed), so the caller can record its URL before any challenge is answered.
-    /// `key` gives the certificate's key when the order is ready to be finalized (and again,
-    /// the same key, to check the issued certificate): a new key can be generated while the
-    /// CA validates.
     pub fn obtain_certificate_with(
         &self,
         acct: &AccountKey,
-        key: &dyn Fn() -> Result<PrivateKey, OrderError>,
+        key: &PrivateKey,
         req: &CertificateRequest,
         responder: &dyn ChallengeResponder,
         on_order: &dyn Fn(&Order),
@@ -176,7 +173,7 @@ impl AcmeClient {
         let order = self.await_order(acct, &order.url, &["ready", "processing", "valid"])?;
         let order = if order.status == "ready" {
             let csr = make_csr(
-                &key()?,
+                key,
                 &req.names,
                 &CsrOptions {
                     must_staple: req.must_staple,
@@ -202,7 +199,7 @@ impl AcmeClient {
         if let Some(issuer) = &req.preferred_chain {
             dl = self.select_chain(acct, dl, issuer)?;
         }
-        if !dl.chain.leaf().matches_key(&key()?) {
+        if !dl.chain.leaf().matches_key(key) {
             return Err(OrderError::KeyMismatch { url: cert_url });
         }
         let challenge_setups = td.setups.iter().map(ChallengeSetup::record).collect();

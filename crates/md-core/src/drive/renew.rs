@@ -190,52 +190,6 @@ fn pick_profile(
     }
 }
 
-/// A certificate key: the staged one, or one being generated in a thread. The thread is
-/// joined at the latest when this is dropped: no thread may use OpenSSL while a child exits.
-struct PendingKey {
-    ready: Option<PrivateKey>,
-    generating: Option<std::thread::JoinHandle<Result<PrivateKey, CryptError>>>,
-}
-
-impl PendingKey {
-    fn ready(key: PrivateKey) -> PendingKey {
-        PendingKey {
-            ready: Some(key),
-            generating: None,
-        }
-    }
-
-    fn generate(kt: KeyType) -> PendingKey {
-        PendingKey {
-            ready: None,
-            generating: Some(std::thread::spawn(move || PrivateKey::generate(kt))),
-        }
-    }
-
-    /// The key; a generated one is handed to `store` first, and only a stored one is used.
-    fn get(
-        &mut self,
-        store: impl FnOnce(&PrivateKey) -> Result<(), String>,
-    ) -> Result<PrivateKey, OrderError> {
-        if let Some(h) = self.generating.take() {
-            let k = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-            store(&k).map_err(OrderError::Key)?;
-            self.ready = Some(k);
-        }
-        self.ready
-            .clone()
-            .ok_or_else(|| OrderError::Key("not stored".into()))
-    }
-}
-
-impl Drop for PendingKey {
-    fn drop(&mut self) {
-        if let Some(h) = self.generating.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 /// What one pass did for an MD.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MdOutcome {
@@ -923,7 +877,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                         .map_err(|e| e.to_string())
                 });
             let key = match staged_key {
-                Ok(Some(k)) => PendingKey::ready(k),
+                Ok(Some(k)) => k,
                 other => {
                     if let Err(e) = other {
                         // An unreadable staged key would fail every attempt: start this key
@@ -935,19 +889,15 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                         );
                         self.store.remove(Group::Staging, name, files::ORDER)?;
                     }
-                    // Generated while the order and its validation go on (an RSA key takes
-                    // a good part of a renewal's time); stored before the finalize, so a
-                    // resumed order always finds the key its CSR had.
-                    PendingKey::generate(KeyType::from_spec(spec)?)
-                }
-            };
-            let key = std::sync::Mutex::new(key);
-            let ready_key = || {
-                key.lock().unwrap_or_else(|p| p.into_inner()).get(|k| {
+                    // Made and stored before the order, not while the CA validates: a store
+                    // that cannot take it (full, read-only) then fails the attempt before
+                    // any CA traffic; generated during the validation, a full disk cost a
+                    // new order per attempt (test_disk_faults.py).
+                    let k = PrivateKey::generate(KeyType::from_spec(spec)?)?;
                     self.store
-                        .save_pkey(Group::Staging, name, &key_file, k.pkey())
-                        .map_err(|e| e.to_string())
-                })
+                        .save_pkey(Group::Staging, name, &key_file, k.pkey())?;
+                    k
+                }
             };
             // An order of this key spec that a killed run left: continue it (SPEC 3.4).
             let resume = self
@@ -992,9 +942,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                     crate::md_log!(*self.log, Level::Warning, "{name}: saving order.json: {e}");
                 }
             };
-            let issued =
-                client.obtain_certificate_with(&acct, &ready_key, &req, &responder, &record)?;
-            let key = ready_key()?;
+            let issued = client.obtain_certificate_with(&acct, &key, &req, &responder, &record)?;
             let chain: Vec<_> = issued
                 .chain
                 .certs
