@@ -1,6 +1,7 @@
-//! A minimal DER reader/writer for the two things the `openssl` crate cannot do without
-//! `unsafe`: adding the nonce extension to an OCSP request and reading the nonce of a response
-//! (RFC 6960 4.4.1). Only definite lengths, as DER requires.
+//! A minimal DER reader/writer for what the `openssl` crate cannot do without `unsafe`:
+//! adding the nonce extension to an OCSP request and reading the nonce of a response (RFC 6960
+//! 4.4.1); also what the quick certificate/key check (`crypt/quick_pair.rs`) reads of keys and
+//! certificates. Only definite lengths, as DER requires.
 
 /// One DER element: its tag byte, its content and the bytes after it.
 #[derive(Debug, Clone, Copy)]
