@@ -45,7 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib.httpd import (  # noqa: E402
-    APACHE2, C_MODULE_PATH, MODULES_DIR, _httpd_env, free_ports, rs_module_path)
+    APACHE2, C_MODULE_PATH, MODULES_DIR, _httpd_env, children_of, free_ports, rs_module_path)
 
 SPEC = "secp256r1"
 STARTED = "AH00489"
@@ -208,9 +208,7 @@ class Server:
             except OSError:
                 pass
             return 0.0
-        kids = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
-                              text=True).stdout.split()
-        kid_rss = [rss(int(k)) for k in kids]
+        kid_rss = [rss(k) for k in children_of(self.proc.pid)]
         parent = rss(self.proc.pid)
         return parent, max(kid_rss, default=0.0), parent + sum(kid_rss)
 

@@ -13,14 +13,8 @@ import subprocess
 import time
 import urllib.request
 
-
 from lib.ports import free_port  # noqa: F401 (lib.pebble.free_port: used by tests and lib)
 from lib.ports import free_ports
-
-
-def distinct_ports(n: int, avoid=()) -> list[int]:
-    """n different free TCP ports on 127.0.0.1, none in `avoid` (lib.ports)."""
-    return free_ports(n, avoid)
 
 
 def _openssl(*args, cwd):
@@ -55,9 +49,8 @@ class Pebble:
         self.dir = os.path.join(workdir, "pebble")
         os.makedirs(self.dir, exist_ok=True)
         self.http_port, self.tls_port = http_port, tls_port
-        # Four distinct ports, none of them httpd's: ports taken one by one can repeat (the
-        # kernel may hand a just-released port out again), and then pebble cannot bind.
-        self.port, self.mgmt_port, self.dns_port, self.chall_mgmt_port = distinct_ports(
+        # Four distinct ports, none of them httpd's (lib.ports).
+        self.port, self.mgmt_port, self.dns_port, self.chall_mgmt_port = free_ports(
             4, avoid={http_port, tls_port})
         self.nonce_reject = nonce_reject
         self.extra_config = config or {}

@@ -40,7 +40,7 @@ import time
 import weakref
 from pathlib import Path
 
-from lib.pebble import distinct_ports
+from lib.ports import free_ports
 
 PG_BIN = Path(os.environ.get("MDRS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "postgres"
@@ -122,7 +122,7 @@ class Postgres:
         self.data = self.dir / "data"
         self.sock = self.dir / "sock"
         self.log_file = self.dir / "postgres.log"
-        self.port = distinct_ports(1, avoid=set(avoid_ports))[0]
+        self.port = free_ports(1, avoid=set(avoid_ports))[0]
         self.user = self.database = "md"
         self.password = secrets.token_hex(16)
         self.log_statements = log_statements

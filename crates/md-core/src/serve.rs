@@ -2,12 +2,12 @@
 //! redirects and HSTS (SPEC 4.7). The FFI layer feeds request facts in and carries the
 //! decision out; nothing here touches httpd.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::values::{RenewMode, RequireHttps};
 use crate::config::vhosts::domain_covers;
 use crate::md::challenges::HTTP_01;
-use crate::md::ManagedDomain;
+use crate::md::{KeySpec, ManagedDomain};
 
 /// URL path prefix of http-01 challenges (RFC 8555 8.3).
 pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -45,12 +45,9 @@ pub fn cert_files_cached(
             .collect();
         return (files, Vec::new());
     }
-    let dir = store_dir.join("domains").join(&md.name);
     let mut files = Vec::new();
     let mut problems = Vec::new();
-    for spec in &md.private_keys {
-        let cert = dir.join(crate::store::files::pubcert(spec));
-        let key = dir.join(crate::store::files::privkey(spec));
+    for (_, cert, key) in store_pair_paths(md, store_dir) {
         if !(cert.is_file() && key.is_file()) {
             continue;
         }
@@ -62,6 +59,22 @@ pub fn cert_files_cached(
     (files, problems)
 }
 
+/// Per key spec of `md`, the store's active certificate and key files
+/// (`domains/<md>/pubcert[.spec].pem`, `privkey[.spec].pem`), present or not.
+pub fn store_pair_paths<'a>(
+    md: &'a ManagedDomain,
+    store_dir: &Path,
+) -> impl Iterator<Item = (&'a KeySpec, PathBuf, PathBuf)> + 'a {
+    let dir = store_dir.join("domains").join(&md.name);
+    md.private_keys.iter().map(move |spec| {
+        (
+            spec,
+            dir.join(crate::store::files::pubcert(spec)),
+            dir.join(crate::store::files::privkey(spec)),
+        )
+    })
+}
+
 /// Check the store's active pairs of all `mds` before mod_ssl asks for them vhost by vhost,
 /// a few at a time: each check parses a certificate (about a quarter millisecond with OpenSSL
 /// 3), and with thousands of MDs the parent's start waited for them one after another. The
@@ -69,19 +82,10 @@ pub fn cert_files_cached(
 /// Small configurations are left to those (threads would cost more than they save).
 pub fn prewarm_pairs(mds: &[ManagedDomain], store_dir: &Path, pairs: &crate::crypt::PairCache) {
     const MIN_PAIRS: usize = 64;
-    let domains = store_dir.join("domains");
     let jobs: Vec<_> = mds
         .iter()
         .filter(|md| md.cert_files.is_empty())
-        .flat_map(|md| {
-            let dir = domains.join(&md.name);
-            md.private_keys.iter().map(move |spec| {
-                (
-                    dir.join(crate::store::files::pubcert(spec)),
-                    dir.join(crate::store::files::privkey(spec)),
-                )
-            })
-        })
+        .flat_map(|md| store_pair_paths(md, store_dir).map(|(_, cert, key)| (cert, key)))
         .collect();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     if jobs.len() < MIN_PAIRS || workers < 2 {

@@ -44,7 +44,26 @@ pub fn load_matching_pair(
     cert_path: &std::path::Path,
     key_path: &std::path::Path,
 ) -> Result<(CertificateChain, PrivateKey), String> {
+    let (cert, key) = read_pair(cert_path, key_path)?;
+    matching_pair(cert_path, &cert, key_path, &key)
+}
+
+/// The contents of a certificate and a key file; the error names the file.
+pub(crate) fn read_pair(
+    cert_path: &std::path::Path,
+    key_path: &std::path::Path,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
     let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    Ok((read(cert_path)?, read(key_path)?))
+}
+
+/// [`load_matching_pair`] of contents already read from those paths.
+pub(crate) fn matching_pair(
+    cert_path: &std::path::Path,
+    cert_pem: &[u8],
+    key_path: &std::path::Path,
+    key_pem: &[u8],
+) -> Result<(CertificateChain, PrivateKey), String> {
     // OpenSSL's full error stack is a screen long: the last reason says enough.
     let brief = |p: &std::path::Path, what: &str, e: &openssl::error::ErrorStack| {
         let reason = e
@@ -55,7 +74,7 @@ pub fn load_matching_pair(
             .unwrap_or("no data");
         format!("{}: not a readable {what} ({reason})", p.display())
     };
-    let certs = openssl::x509::X509::stack_from_pem(&read(cert_path)?)
+    let certs = openssl::x509::X509::stack_from_pem(cert_pem)
         .map_err(|e| brief(cert_path, "PEM certificate chain", &e))?;
     if certs.is_empty() {
         return Err(format!("{}: no certificate in it", cert_path.display()));
@@ -63,7 +82,7 @@ pub fn load_matching_pair(
     let chain = CertificateChain {
         certs: certs.into_iter().map(Certificate::from_x509).collect(),
     };
-    let pkey = openssl::pkey::PKey::private_key_from_pem(&read(key_path)?)
+    let pkey = openssl::pkey::PKey::private_key_from_pem(key_pem)
         .map_err(|e| brief(key_path, "PEM private key", &e))?;
     let key = PrivateKey::from_pkey(pkey).map_err(|e| format!("{}: {e}", key_path.display()))?;
     if !chain.leaf().matches_key(&key) {

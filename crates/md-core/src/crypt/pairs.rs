@@ -37,12 +37,11 @@ impl CheckedPair {
 /// The leaf of a pair that loads: the quick proof when it is certain, else OpenSSL's full
 /// decoding (which also words the error).
 fn check_files(cert: &Path, key: &Path) -> Result<Certificate, String> {
-    if let (Ok(c), Ok(k)) = (std::fs::read(cert), std::fs::read(key)) {
-        if let Some(leaf) = super::quick_pair::quick_check(&c, &k) {
-            return Ok(leaf);
-        }
+    let (c, k) = super::read_pair(cert, key)?;
+    if let Some(leaf) = super::quick_pair::quick_check(&c, &k) {
+        return Ok(leaf);
     }
-    super::load_matching_pair(cert, key).map(|(chain, _)| chain.leaf().clone())
+    super::matching_pair(cert, &c, key, &k).map(|(chain, _)| chain.leaf().clone())
 }
 
 /// What identifies a file's content without reading it.

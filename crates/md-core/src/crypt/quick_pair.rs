@@ -63,9 +63,7 @@ pub(crate) fn quick_check(chain_pem: &[u8], key_pem: &[u8]) -> Option<Certificat
         },
         _ => return None,
     };
-    if !key_matches(&key, &spki)? {
-        return None;
-    }
+    key_proven(&key, &spki)?;
     Certificate::from_der(&blocks[0].1).ok()
 }
 
@@ -201,12 +199,13 @@ fn pkcs8(der: &[u8]) -> Option<Key<'_>> {
     }
 }
 
-/// True when the key's public part is the certificate's; `None` when the key cannot be read.
-fn key_matches(key: &Key<'_>, spki: &Spki<'_>) -> Option<bool> {
+/// `Some` when the key's public part certainly is the certificate's; `None` for a mismatch and
+/// for a key that cannot be read here (both go to the full path).
+fn key_proven(key: &Key<'_>, spki: &Spki<'_>) -> Option<()> {
     match *key {
         Key::Rsa(pkcs1) => {
             if spki.alg != OID_RSA {
-                return Some(false);
+                return None;
             }
             // RSAPrivateKey: version 0, n, e, d, p, q, dp, dq, qinv
             let k = der::children(whole(pkcs1, SEQUENCE)?)?;
@@ -218,12 +217,11 @@ fn key_matches(key: &Key<'_>, spki: &Spki<'_>) -> Option<bool> {
             let [n, e] = p.as_slice() else {
                 return None;
             };
-            Some(
-                n.tag == INTEGER
-                    && e.tag == INTEGER
-                    && n.content == k[1].content
-                    && e.content == k[2].content,
-            )
+            (n.tag == INTEGER
+                && e.tag == INTEGER
+                && n.content == k[1].content
+                && e.content == k[2].content)
+                .then_some(())
         }
         Key::Ec { curve, sec1 } => {
             // ECPrivateKey: version 1, privateKey, [0] parameters, [1] publicKey
@@ -264,7 +262,7 @@ fn key_matches(key: &Key<'_>, spki: &Spki<'_>) -> Option<bool> {
                 )
                 || d.content.len() != 32
             {
-                return Some(false);
+                return None;
             }
             let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).ok()?;
             let mut ctx = BigNumContext::new().ok()?;
@@ -279,12 +277,10 @@ fn key_matches(key: &Key<'_>, spki: &Spki<'_>) -> Option<bool> {
             // the public key stored with it must be the same point: OpenSSL reads that one
             if let Some(point) = public {
                 let stored = EcPoint::from_bytes(&group, point, &mut ctx).ok()?;
-                if !derived.eq(&group, &stored, &mut ctx).ok()? {
-                    return None;
-                }
+                derived.eq(&group, &stored, &mut ctx).ok()?.then_some(())?;
             }
             let theirs = EcPoint::from_bytes(&group, spki.bits, &mut ctx).ok()?;
-            derived.eq(&group, &theirs, &mut ctx).ok()
+            derived.eq(&group, &theirs, &mut ctx).ok()?.then_some(())
         }
     }
 }

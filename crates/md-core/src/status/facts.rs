@@ -146,15 +146,11 @@ impl MdSnapshot {
     ) -> MdSnapshot {
         let domains_dir = store_dir.join("domains").join(&md.name);
         let certs: Vec<(String, Option<CertFacts>)> = if md.cert_files.is_empty() {
-            md.private_keys
-                .iter()
-                .map(|spec| {
+            crate::serve::store_pair_paths(md, store_dir)
+                .map(|(spec, cert, key)| {
                     // a pair mod_ssl cannot load is no certificate (see serve::cert_files)
                     let facts = pairs
-                        .check(
-                            &domains_dir.join(files::pubcert(spec)),
-                            &domains_dir.join(files::privkey(spec)),
-                        )
+                        .check(&cert, &key)
                         .ok()
                         .and_then(|p| p.facts_for(&md.domains));
                     (spec.name().to_string(), facts)
