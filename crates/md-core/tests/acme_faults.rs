@@ -450,6 +450,151 @@ fn lost_challenge_answer_keeps_local_material_for_the_ca() {
     }
 }
 
+/// A CA whose order is issued in full: `/authz/1` turns valid once its challenge is
+/// answered, `/finalize/1` answers as `finalize` says (by its call count), `/order/1` is
+/// ready until a finalize is taken, and `/cert/1`
+/// serves a certificate for `key`. Every request's method and path is logged.
+fn issuing_ca(
+    key: &PrivateKey,
+    finalize: impl Fn(usize) -> HttpResponse + Send + Sync + 'static,
+) -> (Arc<FakeCa>, Arc<Mutex<Vec<String>>>) {
+    let cert = md_core::crypt::make_fallback_cert(&["a.test".into()], key)
+        .unwrap()
+        .to_pem()
+        .unwrap();
+    let cert = String::from_utf8(cert).unwrap();
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = log.clone();
+    // finalize calls, and those the CA took
+    let (calls, finalized) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let ca = FakeCa::new(move |req, _| {
+        let path = req.url.strip_prefix(CA).unwrap_or(&req.url).to_string();
+        let answered = {
+            let mut l = seen.lock().unwrap();
+            l.push(format!("{:?} {path}", req.method));
+            l.iter().any(|r| r.ends_with("/chal/1"))
+        };
+        let done = finalized.load(Ordering::SeqCst);
+        match path.as_str() {
+            "/authz/1" if answered => Some(Ok(json_resp(
+                200,
+                &[],
+                json!({"status":"valid","identifier":{"type":"dns","value":"a.test"},
+                       "challenges":[]}),
+            ))),
+            "/finalize/1" => {
+                let r = finalize(calls.fetch_add(1, Ordering::SeqCst));
+                if r.status < 300 {
+                    finalized.fetch_add(1, Ordering::SeqCst);
+                }
+                Some(Ok(r))
+            }
+            "/order/1" => Some(Ok(json_resp(
+                200,
+                &[],
+                if done == 0 {
+                    json!({"status":"ready","finalize":format!("{CA}/finalize/1")})
+                } else {
+                    json!({"status":"valid","finalize":format!("{CA}/finalize/1"),
+                           "certificate":format!("{CA}/cert/1")})
+                },
+            ))),
+            "/cert/1" => Some(Ok(resp(
+                200,
+                &[("Content-Type", "application/pem-certificate-chain")],
+                &cert,
+            ))),
+            _ => None,
+        }
+    });
+    (ca, log)
+}
+
+fn obtained(ca: &Arc<FakeCa>, key: &PrivateKey) -> Result<(), OrderError> {
+    let mut req = CertificateRequest::new(["a.test"]);
+    req.challenges = vec![ChallengeType::Http01];
+    connect(ca)
+        .obtain_certificate(&account(), key, &req, &CountingResponder::default())
+        .map(|_| ())
+}
+
+fn order_processing() -> HttpResponse {
+    json_resp(
+        200,
+        &[],
+        json!({"status":"processing","finalize":format!("{CA}/finalize/1")}),
+    )
+}
+
+#[test]
+fn a_validated_order_is_finalized_without_fetching_it_first() {
+    let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
+    let (ca, log) = issuing_ca(&key, |_| order_processing());
+    obtained(&ca, &key).unwrap();
+    let log = log.lock().unwrap();
+    let steps: Vec<&str> = log
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !r.ends_with("/nonce") && !r.ends_with("/dir"))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "Post /order",
+            "Post /authz/1",
+            "Post /chal/1",
+            "Post /authz/1",
+            "Post /finalize/1",
+            "Post /order/1",
+            "Post /cert/1"
+        ]
+    );
+}
+
+#[test]
+fn an_order_not_ready_at_finalize_is_awaited_and_finalized_again() {
+    // The CA has not caught up with the valid authorization: orderNotReady, then the order
+    // is fetched (ready) and finalized once more.
+    let key = PrivateKey::generate(KeyType::Ec(EcCurve::P256)).unwrap();
+    let (ca, log) = issuing_ca(&key, |n| {
+        if n == 0 {
+            problem(403, "orderNotReady", &[])
+        } else {
+            order_processing()
+        }
+    });
+    obtained(&ca, &key).unwrap();
+    let log = log.lock().unwrap();
+    let after: Vec<&str> = log
+        .iter()
+        .map(String::as_str)
+        .skip_while(|r| !r.ends_with("/finalize/1"))
+        .filter(|r| !r.ends_with("/nonce"))
+        .collect();
+    assert_eq!(
+        after,
+        [
+            "Post /finalize/1",
+            "Post /order/1",
+            "Post /finalize/1",
+            "Post /order/1",
+            "Post /cert/1"
+        ]
+    );
+
+    // Any other refusal ends the attempt, with the CA's problem (no second finalize).
+    let (ca, log) = issuing_ca(&key, |_| problem(400, "badCSR", &[]));
+    let e = obtained(&ca, &key).unwrap_err();
+    assert!(e.is_input_related(), "{e}");
+    let finalizes = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.ends_with("/finalize/1"))
+        .count();
+    assert_eq!(finalizes, 1);
+}
+
 #[test]
 fn bad_nonce_is_retried_then_bounded() {
     // Two badNonce answers, then success.

@@ -6,7 +6,6 @@ use openssl::ecdsa::EcdsaSig;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Private};
-use openssl::rsa::Rsa;
 use openssl::sign::Signer;
 use openssl::symm::Cipher;
 
@@ -120,7 +119,7 @@ impl PrivateKey {
                 if !RSA_BITS_RANGE.contains(&bits) {
                     return Err(CryptError::UnsupportedKey(format!("RSA {bits} bits")));
                 }
-                PKey::from_rsa(Rsa::generate(bits)?)?
+                PKey::from_rsa(super::rsa_gen::generate(bits)?)?
             }
             KeyType::Ec(c) => {
                 let g = EcGroup::from_curve_name(c.nid())?;
@@ -279,6 +278,7 @@ impl PrivateKey {
 mod tests {
     use super::*;
     use openssl::bn::BigNum;
+    use openssl::rsa::Rsa;
 
     #[test]
     fn curve_names() {

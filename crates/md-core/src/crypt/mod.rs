@@ -6,6 +6,7 @@ mod fallback;
 mod key;
 mod pairs;
 mod quick_pair;
+mod rsa_gen;
 
 pub use cert::{names_covered, Certificate, CertificateChain};
 pub use csr::{make_csr, make_tls_alpn01_cert, CsrOptions, ACME_IDENTIFIER_OID, TLS_FEATURE_OID};

@@ -813,7 +813,10 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 "{name}: ACME profile '{p}' is not offered by CA {ca_url}, ordering without one"
             );
         }
-        let (account_id, acct) = self.account(md, &client, &ca_url)?;
+        // The account is looked up (or registered) after the first certificate key is made:
+        // the MDs renewing beside this one make their keys while the first of them makes the
+        // account key, instead of waiting for it.
+        let mut account = None;
 
         let responder = StoreResponder {
             md_name: name.to_string(),
@@ -942,7 +945,11 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                     crate::md_log!(*self.log, Level::Warning, "{name}: saving order.json: {e}");
                 }
             };
-            let issued = client.obtain_certificate_with(&acct, &key, &req, &responder, &record)?;
+            let (_, acct) = match &mut account {
+                Some(a) => a,
+                none => none.insert(self.account(md, &client, &ca_url)?),
+            };
+            let issued = client.obtain_certificate_with(acct, &key, &req, &responder, &record)?;
             let chain: Vec<_> = issued
                 .chain
                 .certs
@@ -959,6 +966,10 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 until: leaf.not_after(),
             });
         }
+        let (account_id, _) = match account {
+            Some(a) => a,
+            None => self.account(md, &client, &ca_url)?,
+        };
         // md.json in staging names the CA and account actually used (activation needs it).
         let mut rec = MdRecord::new(md.clone());
         rec.ca_url = Some(ca_url);
