@@ -27,6 +27,7 @@ pub unsafe extern "C" fn md_rs_http_challenge(r: *mut crate::ffi::request_rec) -
         let challenges = state.store_dir.join("challenges");
         match serve::http01(
             &state.mds,
+            &state.md_index,
             &challenges,
             &req.hostname(),
             &path,

@@ -348,6 +348,7 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
         if status != OK {
             return status;
         }
+        state.md_index = md_core::md::MdIndex::of(&state.mds);
         // MDMembers auto added vhost names: md.json holds them from now on (as the C module,
         // which finishes its store sync here), so a rename is detected on them and the store
         // describes what is ordered.
@@ -421,6 +422,7 @@ pub unsafe extern "C" fn md_rs_post_config_after_ssl(
                 support: support_of(md),
                 active: std::sync::Mutex::new(ActiveCerts::from_snapshot(snap)),
                 revoked: Default::default(),
+                next_visit: Default::default(),
             })
             .collect();
         match cluster_settings(&state.config.global) {

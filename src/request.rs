@@ -107,6 +107,17 @@ impl Request {
         }
     }
 
+    /// Start a response whose length is not known before its body is written (with
+    /// [`Request::write`]); false for a HEAD request, which gets no body.
+    pub fn start_body(&self, status: i32, content_type: &'static CStr) -> bool {
+        // SAFETY: r is live; the content type is a static C literal httpd may keep.
+        unsafe {
+            (*self.0).status = status;
+            ffi::ap_set_content_type(self.0, content_type.as_ptr());
+            (*self.0).header_only == 0
+        }
+    }
+
     /// Send a complete response body with this status and content type.
     pub fn send_body(&self, status: i32, content_type: &'static CStr, body: &[u8]) {
         // SAFETY: r is live; the content type is a static C literal httpd may keep.

@@ -24,6 +24,9 @@ pub struct ModState {
     /// Status facts of every MD (same order as `mds`), taken in the parent at post_config:
     /// the active certificates under `domains/` cannot be read by the children.
     pub status: Vec<md_core::status::MdSnapshot>,
+    /// `mds` (and `status`, in the same order) by MD name and by the names they cover, for
+    /// the look-ups of requests; made once the MDs' names are final (post_config #2).
+    pub md_index: md_core::md::MdIndex,
     /// Keys for fallback certificates made in this generation (one per key type).
     pub fallback_keys: md_core::serve::FallbackKeys,
     /// The certificates mod_ssl primed for stapling (filled in the parent while mod_ssl

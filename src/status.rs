@@ -39,17 +39,33 @@ fn views<'a>(state: &'a ModState, staplings: &[StaplingView]) -> Vec<MdView<'a>>
         .collect()
 }
 
-/// The md-status body for `path`: one MD (with job logs) when the last path segment names an
-/// MD or one of its domains, else all MDs.
-fn md_status_body(state: &ModState, path: &str) -> Vec<u8> {
+/// Answer md-status for `path`: one MD (with job logs) when the last path segment names an
+/// MD or one of its domains, else all MDs, written one MD at a time (each MD's staging job is
+/// read as it is written).
+fn md_status(req: &Request, state: &ModState, path: &str) {
     let now = Utc::now();
     let staplings = status::staplings(&state.ocsp, now);
     let last = path.rsplit('/').next().unwrap_or_default();
-    if let Some(snap) = status::find_md(&state.status, last) {
+    if let Some(snap) = status::find_md(&state.status, &state.md_index, last) {
         let v = view(state, snap, &staplings);
-        return status::to_body(&status::md_status_json(&v, now, true));
+        let body = status::to_body(&status::md_status_json(&v, now, true));
+        return req.send_body(200, c"application/json", &body);
     }
-    status::to_body(&status::md_status_list(&views(state, &staplings), now))
+    if state.status.is_empty() {
+        let body = status::to_body(&status::md_status_list(&[], now));
+        return req.send_body(200, c"application/json", &body);
+    }
+    if !req.start_body(200, c"application/json") {
+        return;
+    }
+    let mut sorted: Vec<&MdSnapshot> = state.status.iter().collect();
+    sorted.sort_by(|a, b| a.record.md.name.cmp(&b.record.md.name));
+    let w = status::ListWriter::default();
+    req.write(w.head());
+    for (i, snap) in sorted.into_iter().enumerate() {
+        req.write(&w.item(&view(state, snap, &staplings), now, i == 0));
+    }
+    req.write(w.tail());
 }
 
 /// httpd: handler for `SetHandler md-status`.
@@ -73,8 +89,7 @@ pub unsafe extern "C" fn md_rs_status_handler(r: *mut ffi::request_rec) -> c_int
             let Some(state) = (unsafe { mod_state_ref(req.pconf()) }) else {
                 return ffi::HTTP_SERVICE_UNAVAILABLE;
             };
-            let body = md_status_body(state, &req.path());
-            req.send_body(200, c"application/json", &body);
+            md_status(&req, state, &req.path());
             ffi::OK
         },
     )
@@ -99,7 +114,7 @@ pub unsafe extern "C" fn md_rs_certificate_status(r: *mut ffi::request_rec) -> c
         }
         let host = req.hostname();
         // As the C module: the first MD covering the host name, also by a wildcard domain.
-        let Some(snap) = status::find_md_by_domain(&state.status, &host) else {
+        let Some(snap) = status::find_md_by_domain(&state.status, &state.md_index, &host) else {
             return ffi::DECLINED;
         };
         if !req.is_get() {

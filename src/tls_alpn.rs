@@ -106,7 +106,7 @@ pub unsafe extern "C" fn md_rs_answer_challenge(
             return ffi::DECLINED;
         };
         let challenges = state.store_dir.join("challenges");
-        match serve::tls_alpn01_pems(&state.mds, &challenges, &host) {
+        match serve::tls_alpn01_pems(&state.mds, &state.md_index, &challenges, &host) {
             Ok(Some((cert, key))) => {
                 log_s!(
                     s,
@@ -158,7 +158,7 @@ pub unsafe extern "C" fn md_rs_answer_challenge(
 /// Cluster mode: the tls-alpn-01 material another node shared for `host`.
 fn shared_pems(state: &crate::state::ModState, host: &str) -> Option<(String, String)> {
     state.cluster.as_ref()?;
-    let (name, candidates) = serve::tls_alpn01_files(&state.mds, host)?;
+    let (name, candidates) = serve::tls_alpn01_files(&state.mds, &state.md_index, host)?;
     candidates.iter().find_map(|(cert, key)| {
         let cert = state.shared_challenge(&name, cert).ok()??;
         let key = state.shared_challenge(&name, key).ok()??;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::guard::guard;
 use crate::log::{log_s, ServerLog};
@@ -93,6 +93,10 @@ pub struct WatchedMd {
     pub active: Mutex<ActiveCerts>,
     /// A stored OCSP response said `revoked`: renewing at once (once per generation).
     pub revoked: AtomicBool,
+    /// When a pass must look at this MD again (what its last visit answered, at most one
+    /// check interval on); `None`: at the next pass. A pass skips MDs not due yet, so a
+    /// retry of one MD does not read the staging of all others.
+    pub next_visit: Mutex<Option<DateTime<Utc>>>,
 }
 
 /// What the renewal watchdog works on, prepared in the parent.
@@ -319,7 +323,16 @@ fn run_pass(plan: &RenewPlan, server: *mut ffi::server_rec) -> Duration {
     }
     let now = Utc::now();
     let interval = plan.check_interval.unwrap_or(DEFAULT_CHECK_INTERVAL);
-    let next = Mutex::new(jittered(interval, drive::random_jitter()));
+    let regular = jittered(interval, drive::random_jitter());
+    let next = Mutex::new(regular);
+    let earlier = |d: Duration| {
+        let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
+        *n = (*n).min(d);
+    };
+    // In a cluster, sets other nodes publish are taken over when an MD is visited: every
+    // pass visits every MD there.
+    let visit_all = plan.cluster.is_some();
+    let visited = AtomicUsize::new(0);
     let queue = Mutex::new(plan.mds.iter());
     std::thread::scope(|scope| {
         for _ in 0..MAX_PARALLEL.min(plan.mds.len()) {
@@ -330,11 +343,17 @@ fn run_pass(plan: &RenewPlan, server: *mut ffi::server_rec) -> Duration {
                 let Some(w) = queue.lock().unwrap_or_else(|p| p.into_inner()).next() else {
                     break;
                 };
-                let mut active = w.active.lock().unwrap_or_else(|p| p.into_inner());
-                if w.md.stapling
+                let revoked = w.md.stapling
                     && !w.revoked.load(Ordering::SeqCst)
-                    && plan.ocsp.revoked_in(&w.md.name)
-                {
+                    && plan.ocsp.revoked_in(&w.md.name);
+                let mut next_visit = w.next_visit.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(t) = next_visit.filter(|t| *t > now && !revoked && !visit_all) {
+                    earlier((t - now).to_std().unwrap_or_default());
+                    continue;
+                }
+                visited.fetch_add(1, Ordering::Relaxed);
+                let mut active = w.active.lock().unwrap_or_else(|p| p.into_inner());
+                if revoked {
                     // SPEC 6: a revoked certificate of an MD with stapling is renewed at once.
                     w.revoked.store(true, Ordering::SeqCst);
                     md_core::md_log!(
@@ -350,13 +369,22 @@ fn run_pass(plan: &RenewPlan, server: *mut ffi::server_rec) -> Duration {
                     MdOutcome::Idle(None) | MdOutcome::Staged => None,
                 };
                 if let Some(t) = until {
-                    let d = (t - Utc::now()).to_std().unwrap_or_default();
-                    let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
-                    *n = (*n).min(d);
+                    earlier((t - Utc::now()).to_std().unwrap_or_default());
                 }
+                // at the latest with the regular pass (an MD with nothing scheduled, or
+                // a changed ARI suggestion, is looked at once per check interval)
+                let regular_at = now + chrono::Duration::from_std(regular).unwrap_or_default();
+                *next_visit = Some(until.map_or(regular_at, |t| t.min(regular_at)));
             });
         }
     });
+    md_core::md_log!(
+        log,
+        Level::Debug,
+        "renewal pass: {} of {} MD(s) due",
+        visited.into_inner(),
+        plan.mds.len()
+    );
     let mut next = next.into_inner().unwrap_or_else(|p| p.into_inner());
     if let Some(c) = &plan.cluster {
         // other nodes publish renewals: look for them

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -255,6 +256,49 @@ def test_ca_down_backoff_and_recovery(ca_env, md_module):
     job = wait_staged(srv, "a.test", timeout=60)
     graceful(srv)
     assert issuer_cn(served_chain_ok(srv, peb, "a.test")).startswith("Pebble Intermediate CA")
+
+
+def test_rs_a_pass_visits_only_what_is_due(rs_ca_env):
+    """While one MD retries every second or two, the retry passes do not look at the MDs
+    that have nothing to do (staged here, or renewed by hand): each pass logs how many it
+    visited, and the staged MDs' job.json are left alone."""
+    from lib.ports import free_ports
+    srv, peb = rs_ca_env()
+    dead = free_ports(1)[0]  # nothing listens there: that MD fails and retries
+    body = "MDRetryDelay 1s\n"
+    body += "".join(f"MDomain s{i}.test\n" + vhosts(f"s{i}.test") for i in range(3))
+    body += ("<MDomain m.test>\n    MDRenewMode manual\n</MDomain>\n" + vhosts("m.test"))
+    body += (f"<MDomain dead.test>\n    MDCertificateAuthority http://127.0.0.1:{dead}/dir\n"
+             "</MDomain>\n" + vhosts("dead.test"))
+    srv.render(md_conf(srv, peb, body))
+    assert srv.start().started
+    for i in range(3):
+        wait_staged(srv, f"s{i}.test")
+
+    def passes():
+        return [int(n) for n, total in
+                re.findall(r"renewal pass: (\d+) of (\d+) MD\(s\) due", srv.error_log())
+                if total == "5"]
+
+    def wait_passes(n):
+        deadline = time.monotonic() + 30
+        while len(passes()) < n:
+            assert time.monotonic() < deadline, srv.error_log()[-3000:]
+            time.sleep(0.1)
+
+    # the pass that staged them has ended (its line is logged last): their files are final
+    wait_passes(2)
+    staged = [srv.dir / "md" / "staging" / f"s{i}.test" / "job.json" for i in range(3)]
+    before = [p.stat().st_mtime_ns for p in staged]
+    seen = len(passes())
+    wait_passes(seen + 2)
+    got = passes()
+    assert got[0] == 5, got  # the first pass looks at all
+    # the retry passes: only the retrying MD
+    assert got[seen:] == [1] * (len(got) - seen), got
+    assert [p.stat().st_mtime_ns for p in staged] == before
+    assert read_job(srv, "dead.test").get("errors", 0) >= 2
+    assert "AH10056" in srv.error_log()
 
 
 KILL_SCRIPT = """#!/bin/sh

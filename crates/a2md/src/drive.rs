@@ -132,12 +132,13 @@ impl Responder {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::spawn(move || {
+            let index = md_core::md::MdIndex::of(&mds);
             while !stop2.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((s, _)) => {
                         let _ = s.set_nonblocking(false);
                         let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-                        let _ = answer(s, &mds, &challenges);
+                        let _ = answer(s, &mds, &index, &challenges);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(20))
@@ -164,7 +165,12 @@ impl Drop for Responder {
 }
 
 /// Answer one request (HTTP/1.x, the request line and headers only).
-fn answer(s: TcpStream, mds: &[ManagedDomain], challenges: &Path) -> std::io::Result<()> {
+fn answer(
+    s: TcpStream,
+    mds: &[ManagedDomain],
+    index: &md_core::md::MdIndex,
+    challenges: &Path,
+) -> std::io::Result<()> {
     let mut r = BufReader::new(s.try_clone()?);
     let mut line = String::new();
     r.read_line(&mut line)?;
@@ -193,7 +199,7 @@ fn answer(s: TcpStream, mds: &[ManagedDomain], challenges: &Path) -> std::io::Re
             }
         }
     }
-    let (status, body) = match http01(mds, challenges, &host, path, method == "GET") {
+    let (status, body) = match http01(mds, index, challenges, &host, path, method == "GET") {
         Http01::Answer(b) => ("200 OK", b),
         Http01::NotImplemented => ("501 Not Implemented", String::new()),
         Http01::Error(_) => ("500 Internal Server Error", String::new()),

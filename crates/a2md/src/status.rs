@@ -42,7 +42,7 @@ pub fn run(cli: &Cli, _out: &mut Out, md: Option<&str>) -> CmdResult {
         .map(|r| MdSnapshot::load(&r.md, root, true))
         .collect();
     if let Some(name) = md {
-        let one = find_md(&snaps, name)
+        let one = find_md(&snaps, &md_core::status::index_of(&snaps), name)
             .cloned()
             .ok_or_else(|| Fail::not_found(format!("unknown Managed Domain '{name}'")))?;
         snaps = vec![one];

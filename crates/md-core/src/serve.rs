@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::config::values::{RenewMode, RequireHttps};
 use crate::config::vhosts::domain_covers;
 use crate::md::challenges::HTTP_01;
-use crate::md::{KeySpec, ManagedDomain};
+use crate::md::{KeySpec, ManagedDomain, MdIndex};
 
 /// URL path prefix of http-01 challenges (RFC 8555 8.3).
 pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -115,10 +115,11 @@ pub const ACME_TLS_1: &str = "acme-tls/1";
 /// `Ok(None)`: no MD for the host, or no challenge files.
 pub fn tls_alpn01_pems(
     mds: &[ManagedDomain],
+    index: &MdIndex,
     challenges_dir: &Path,
     host: &str,
 ) -> std::io::Result<Option<(String, String)>> {
-    let Some((host, candidates)) = tls_alpn01_files(mds, host) else {
+    let Some((host, candidates)) = tls_alpn01_files(mds, index, host) else {
         return Ok(None);
     };
     let dir = challenges_dir.join(&host);
@@ -140,13 +141,14 @@ pub fn tls_alpn01_pems(
 /// when no MD has the name (or it could escape `challenges/`).
 pub fn tls_alpn01_files(
     mds: &[ManagedDomain],
+    index: &MdIndex,
     host: &str,
 ) -> Option<(String, Vec<(String, String)>)> {
     let host = host.to_ascii_lowercase();
     // An IP identifier's challenge comes with the address's reverse-DNS name as SNI (RFC 8738
     // section 6); its material is filed under the address.
     let host = ip_of_reverse_name(&host).unwrap_or(host);
-    let md = md_for_host(mds, &host)?;
+    let md = md_for_host(mds, index, &host)?;
     if host.starts_with('.') || host.contains(['/', '\\']) || host.contains("..") {
         return None;
     }
@@ -304,15 +306,19 @@ pub enum Http01 {
     Error(String),
 }
 
-/// The MD that contains `host`, if any.
-pub fn md_for_host<'a>(mds: &'a [ManagedDomain], host: &str) -> Option<&'a ManagedDomain> {
-    mds.iter()
-        .find(|md| md.domains.iter().any(|d| domain_covers(d, host)))
+/// The first MD that contains `host`, if any; `index` is [`MdIndex::of`] `mds`.
+pub fn md_for_host<'a>(
+    mds: &'a [ManagedDomain],
+    index: &MdIndex,
+    host: &str,
+) -> Option<&'a ManagedDomain> {
+    index.covering(host, false).and_then(|i| mds.get(i))
 }
 
 /// Decide an http-01 request. `challenges_dir` is the store's `challenges/` group.
 pub fn http01(
     mds: &[ManagedDomain],
+    index: &MdIndex,
     challenges_dir: &Path,
     host: &str,
     path: &str,
@@ -336,7 +342,7 @@ pub fn http01(
     if host.is_empty() || host.contains('\0') {
         return Http01::Decline;
     }
-    let Some(md) = md_for_host(mds, &host) else {
+    let Some(md) = md_for_host(mds, index, &host) else {
         return Http01::Decline;
     };
     if !md.ca_challenges.is_empty() && !md.ca_challenges.iter().any(|c| c == HTTP_01) {
@@ -548,7 +554,10 @@ mod tests {
     fn tls_alpn01_prefers_rsa() {
         let dir = tmpdir("ta");
         let list = mds(&["MDPrivateKeys secp384r1 rsa2048", "MDomain a.org"]);
-        assert_eq!(tls_alpn01_pems(&list, &dir, "a.org").unwrap(), None);
+        assert_eq!(
+            tls_alpn01_pems(&list, &MdIndex::of(&list), &dir, "a.org").unwrap(),
+            None
+        );
         let d = dir.join("a.org");
         std::fs::create_dir_all(&d).unwrap();
         for (f, v) in [
@@ -557,13 +566,16 @@ mod tests {
         ] {
             std::fs::write(d.join(f), v).unwrap();
         }
-        let got = tls_alpn01_pems(&list, &dir, "A.org").unwrap();
+        let got = tls_alpn01_pems(&list, &MdIndex::of(&list), &dir, "A.org").unwrap();
         assert_eq!(got, Some(("ec-cert".into(), "ec-key".into())));
         std::fs::write(d.join("acme-tls-alpn-01-pubcert.pem"), "rsa-cert").unwrap();
         std::fs::write(d.join("acme-tls-alpn-01-privkey.pem"), "rsa-key").unwrap();
-        let got = tls_alpn01_pems(&list, &dir, "a.org").unwrap();
+        let got = tls_alpn01_pems(&list, &MdIndex::of(&list), &dir, "a.org").unwrap();
         assert_eq!(got, Some(("rsa-cert".into(), "rsa-key".into())));
-        assert_eq!(tls_alpn01_pems(&list, &dir, "b.org").unwrap(), None);
+        assert_eq!(
+            tls_alpn01_pems(&list, &MdIndex::of(&list), &dir, "b.org").unwrap(),
+            None
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -613,18 +625,25 @@ mod tests {
         std::fs::write(dir.join("www.a.org").join(HTTP01_FILE), "tok.thumb").unwrap();
         let p = "/.well-known/acme-challenge/tok";
         assert_eq!(
-            http01(&list, &dir, "WWW.a.org", p, true),
+            http01(&list, &MdIndex::of(&list), &dir, "WWW.a.org", p, true),
             Http01::Answer("tok.thumb".into())
         );
         assert_eq!(
-            http01(&list, &dir, "www.a.org", p, false),
+            http01(&list, &MdIndex::of(&list), &dir, "www.a.org", p, false),
             Http01::NotImplemented
         );
-        assert_eq!(http01(&list, &dir, "a.org", p, true), Http01::NotFound);
-        assert_eq!(http01(&list, &dir, "other.org", p, true), Http01::Decline);
+        assert_eq!(
+            http01(&list, &MdIndex::of(&list), &dir, "a.org", p, true),
+            Http01::NotFound
+        );
+        assert_eq!(
+            http01(&list, &MdIndex::of(&list), &dir, "other.org", p, true),
+            Http01::Decline
+        );
         assert_eq!(
             http01(
                 &list,
+                &MdIndex::of(&list),
                 &dir,
                 "www.a.org",
                 "/.well-known/acme-challenge/",
@@ -635,6 +654,7 @@ mod tests {
         assert_eq!(
             http01(
                 &list,
+                &MdIndex::of(&list),
                 &dir,
                 "www.a.org",
                 "/.well-known/acme-challenge/a/b",
@@ -643,7 +663,14 @@ mod tests {
             Http01::Decline
         );
         assert_eq!(
-            http01(&list, &dir, "www.a.org", "/index.html", true),
+            http01(
+                &list,
+                &MdIndex::of(&list),
+                &dir,
+                "www.a.org",
+                "/index.html",
+                true
+            ),
             Http01::Decline
         );
         std::fs::remove_dir_all(dir).unwrap();
@@ -654,19 +681,31 @@ mod tests {
         let dir = tmpdir("h2");
         let p = "/.well-known/acme-challenge/tok";
         let list = mds(&["MDCAChallenges dns-01", "MDomain a.org"]);
-        assert_eq!(http01(&list, &dir, "a.org", p, true), Http01::Decline);
+        assert_eq!(
+            http01(&list, &MdIndex::of(&list), &dir, "a.org", p, true),
+            Http01::Decline
+        );
         let list = mds(&["MDRenewMode manual", "MDomain a.org"]);
-        assert_eq!(http01(&list, &dir, "a.org", p, true), Http01::Decline);
+        assert_eq!(
+            http01(&list, &MdIndex::of(&list), &dir, "a.org", p, true),
+            Http01::Decline
+        );
         // Static certificate files: not even a 404, another client's webroot must answer;
         // also when a stale challenge file of ours is still there.
         // (MDCertificateFile is only valid in a section, which mds() does not parse.)
         let mut list = mds(&["MDomain a.org"]);
         list[0].cert_files = vec!["/etc/x/cert.pem".into()];
         list[0].pkey_files = vec!["/etc/x/key.pem".into()];
-        assert_eq!(http01(&list, &dir, "a.org", p, true), Http01::Decline);
+        assert_eq!(
+            http01(&list, &MdIndex::of(&list), &dir, "a.org", p, true),
+            Http01::Decline
+        );
         std::fs::create_dir_all(dir.join("a.org")).unwrap();
         std::fs::write(dir.join("a.org").join(HTTP01_FILE), "stale").unwrap();
-        assert_eq!(http01(&list, &dir, "a.org", p, true), Http01::Decline);
+        assert_eq!(
+            http01(&list, &MdIndex::of(&list), &dir, "a.org", p, true),
+            Http01::Decline
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -734,7 +773,7 @@ mod tests {
         let list = mds(&["MDomain a.org"]);
         let get = |host: &str, token: &str| {
             let path = format!("{ACME_CHALLENGE_PREFIX}{token}");
-            http01(&list, &dir, host, &path, true)
+            http01(&list, &MdIndex::of(&list), &dir, host, &path, true)
         };
         assert_eq!(
             get("a.org", "tok-_09AZ"),
@@ -748,7 +787,10 @@ mod tests {
         let mut empty = mds(&["MDomain a.org"]);
         empty[0].domains.push(String::new());
         let path = format!("{ACME_CHALLENGE_PREFIX}tok");
-        assert_eq!(http01(&empty, &dir, "", &path, true), Http01::Decline);
+        assert_eq!(
+            http01(&empty, &MdIndex::default(), &dir, "", &path, true),
+            Http01::Decline
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1668,6 +1668,7 @@ proptest! {
 
 struct Http01Fixture {
     mds: Vec<ManagedDomain>,
+    index: md_core::md::MdIndex,
     challenges: PathBuf,
 }
 
@@ -1737,12 +1738,16 @@ fn http01_fixture() -> &'static Http01Fixture {
             ArgValue::Words(vec![String::new()]),
         )
         .unwrap();
-        let mds = mc
+        let mds: Vec<ManagedDomain> = mc
             .mds
             .iter()
             .map(|d| ManagedDomain::resolve(d, &main, &mc))
             .collect();
-        Http01Fixture { mds, challenges }
+        Http01Fixture {
+            index: md_core::md::MdIndex::of(&mds),
+            mds,
+            challenges,
+        }
     })
 }
 
@@ -1801,7 +1806,7 @@ proptest! {
         is_get in any::<bool>(),
     ) {
         let fix = http01_fixture();
-        let decision = serve::http01(&fix.mds, &fix.challenges, &host, &path, is_get);
+        let decision = serve::http01(&fix.mds, &fix.index, &fix.challenges, &host, &path, is_get);
         let token = path.strip_prefix(ACME_CHALLENGE_PREFIX);
         let answering = !matches!(decision, Http01::Decline);
         if answering {
@@ -1809,7 +1814,7 @@ proptest! {
                 token.is_some_and(is_b64url_token),
                 "{:?} for path {:?} on {:?}", decision, path, host
             );
-            prop_assert!(serve::md_for_host(&fix.mds, &host.to_ascii_lowercase()).is_some());
+            prop_assert!(serve::md_for_host(&fix.mds, &fix.index, &host.to_ascii_lowercase()).is_some());
             prop_assert!(!host.is_empty() && !host.starts_with('.'));
             prop_assert!(!host.contains(['/', '\\', '\0']));
         }
@@ -1854,21 +1859,28 @@ fn http01_refuses_traversal_and_encodings() {
     ] {
         for host in ["a.test", "x.w.test", "..", "", "secret"] {
             let path = format!("{ACME_CHALLENGE_PREFIX}{token}");
-            let d = serve::http01(&fix.mds, &fix.challenges, host, &path, true);
+            let d = serve::http01(&fix.mds, &fix.index, &fix.challenges, host, &path, true);
             assert_eq!(d, Http01::Decline, "{token:?} on {host:?}");
         }
     }
     let ok = format!("{ACME_CHALLENGE_PREFIX}tok-123_AZ");
     assert_eq!(
-        serve::http01(&fix.mds, &fix.challenges, "A.Test", &ok, true),
+        serve::http01(&fix.mds, &fix.index, &fix.challenges, "A.Test", &ok, true),
         Http01::Answer("token-a.test.thumbprint".into())
     );
     assert_eq!(
-        serve::http01(&fix.mds, &fix.challenges, "x.w.test", &ok, false),
+        serve::http01(
+            &fix.mds,
+            &fix.index,
+            &fix.challenges,
+            "x.w.test",
+            &ok,
+            false
+        ),
         Http01::NotImplemented
     );
     assert_eq!(
-        serve::http01(&fix.mds, &fix.challenges, "y.w.test", &ok, true),
+        serve::http01(&fix.mds, &fix.index, &fix.challenges, "y.w.test", &ok, true),
         Http01::NotFound
     );
     for host in ["", "..", ".", "dns.only.test", "manual.test"] {
@@ -1878,7 +1890,7 @@ fn http01_refuses_traversal_and_encodings() {
             Http01::Decline
         };
         assert_eq!(
-            serve::http01(&fix.mds, &fix.challenges, host, &ok, true),
+            serve::http01(&fix.mds, &fix.index, &fix.challenges, host, &ok, true),
             want,
             "{host:?}"
         );
@@ -1886,7 +1898,7 @@ fn http01_refuses_traversal_and_encodings() {
     // MDs named like the decoys outside challenges/: their own (missing) dirs, nothing else
     for host in ["secret", "store"] {
         assert_eq!(
-            serve::http01(&fix.mds, &fix.challenges, host, &ok, true),
+            serve::http01(&fix.mds, &fix.index, &fix.challenges, host, &ok, true),
             Http01::NotFound,
             "{host:?}"
         );

@@ -5,6 +5,7 @@
 use super::values::MatchNames;
 use super::{ModConfig, Origin};
 use crate::log::Level;
+use crate::md::index::NameIndex;
 use crate::md::ManagedDomain;
 
 /// What httpd knows about one server (the base server or a `<VirtualHost>`).
@@ -110,65 +111,6 @@ fn matches_vhost(domain: &str, v: &VHost, mode: MatchNames) -> bool {
         return true;
     }
     mode == MatchNames::All && v.aliases.iter().any(|a| name_hit(a))
-}
-
-/// Which MDs have a name that may cover a host name, or be covered by one: an index over the
-/// MDs' names, so that linking thousands of vhosts and MDs is not quadratic. It only narrows
-/// the candidates; the callers decide with [`domain_covers`] as before.
-#[derive(Default)]
-struct NameIndex {
-    /// Lower-cased name -> MDs with that name.
-    exact: std::collections::HashMap<String, Vec<usize>>,
-    /// `s` of a `*.s` name -> MDs with that wildcard.
-    wild: std::collections::HashMap<String, Vec<usize>>,
-    /// `rest` of a `label.rest` name (the part a wildcard would have to equal) -> MDs.
-    parent: std::collections::HashMap<String, Vec<usize>>,
-}
-
-/// `rest` of `label.rest` (non-empty label), lower-cased: what `*.rest` covers.
-fn parent_of(name: &str) -> Option<String> {
-    name.split_once('.')
-        .filter(|(label, _)| !label.is_empty())
-        .map(|(_, rest)| rest.to_ascii_lowercase())
-}
-
-impl NameIndex {
-    fn new<'a>(names: impl Iterator<Item = (usize, &'a [String])>) -> NameIndex {
-        let mut ix = NameIndex::default();
-        for (i, domains) in names {
-            for d in domains {
-                ix.exact.entry(d.to_ascii_lowercase()).or_default().push(i);
-                if let Some(s) = d.strip_prefix("*.") {
-                    ix.wild.entry(s.to_ascii_lowercase()).or_default().push(i);
-                }
-                if let Some(p) = parent_of(d) {
-                    ix.parent.entry(p).or_default().push(i);
-                }
-            }
-        }
-        ix
-    }
-
-    /// MDs that may have a name `d` with `domain_covers(d, host)`.
-    fn covering(&self, host: &str, out: &mut Vec<usize>) {
-        let get = |m: &std::collections::HashMap<String, Vec<usize>>, k: &str| {
-            m.get(k).map(Vec::as_slice).unwrap_or_default().to_vec()
-        };
-        out.extend(get(&self.exact, &host.to_ascii_lowercase()));
-        if let Some(p) = parent_of(host) {
-            out.extend(get(&self.wild, &p));
-        }
-    }
-
-    /// MDs that may have a name `y` with `domain_covers(y, x) || domain_covers(x, y)`.
-    fn overlapping(&self, x: &str, out: &mut Vec<usize>) {
-        self.covering(x, out);
-        if let Some(s) = x.strip_prefix("*.") {
-            if let Some(v) = self.parent.get(&s.to_ascii_lowercase()) {
-                out.extend(v);
-            }
-        }
-    }
 }
 
 /// Names two MDs have in common (also through wildcards).

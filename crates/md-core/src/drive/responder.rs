@@ -316,9 +316,10 @@ mod tests {
             "a.test",
             r.key_specs.clone(),
         )];
-        let (cert, _) = crate::serve::tls_alpn01_pems(&mds, &d, "a.test")
-            .unwrap()
-            .unwrap();
+        let (cert, _) =
+            crate::serve::tls_alpn01_pems(&mds, &crate::md::MdIndex::of(&mds), &d, "a.test")
+                .unwrap()
+                .unwrap();
         let c = crate::crypt::Certificate::from_pem(cert.as_bytes()).unwrap();
         let key = std::fs::read(d.join("a.test/acme-tls-alpn-01-privkey.pem")).unwrap();
         let key = PrivateKey::from_pem(&key, None).unwrap();

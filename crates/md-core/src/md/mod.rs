@@ -1,8 +1,10 @@
 //! The managed domain (MD) model: what one `MDomain` resolves to once the config is read.
 
 pub mod challenges;
+pub mod index;
 pub mod keyspec;
 
+pub use index::MdIndex;
 pub use keyspec::KeySpec;
 
 use crate::config::values::{Eab, RenewMode, RequireHttps, DEFAULT_CA_URL};

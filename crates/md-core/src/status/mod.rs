@@ -14,9 +14,10 @@ mod stapling;
 
 pub use facts::{CertFacts, MdSnapshot, Renewal};
 pub use html::{server_status_auto, server_status_html, CheckAt};
-pub use json::{certificate_status, md_status_json, md_status_list, STATUS_VERSION};
+pub use json::{certificate_status, md_status_json, md_status_list, ListWriter, STATUS_VERSION};
 pub use stapling::{staplings, staplings_auto, staplings_html, StaplingView};
 
+use crate::md::MdIndex;
 use chrono::{DateTime, Utc};
 
 /// One MD as a request sees it: the parent's snapshot plus the staging job read now.
@@ -48,35 +49,34 @@ pub fn to_body(v: &serde_json::Value) -> Vec<u8> {
     serde_json::to_vec_pretty(v).unwrap_or_default()
 }
 
-/// Does the MD domain `pattern` cover the host `name`? The C module's `md_dns_matches`:
-/// equal (case-insensitive, as DNS names are), or a `*.rest` wildcard and a name whose part
-/// from its first dot is `.rest` (one label only: `*.a.test` covers `www.a.test`, not
-/// `x.www.a.test` nor `a.test`).
-pub fn dns_matches(pattern: &str, name: &str) -> bool {
-    if pattern.eq_ignore_ascii_case(name) {
-        return true;
-    }
-    match (pattern.strip_prefix('*'), name.find('.')) {
-        (Some(rest), Some(dot)) => rest.starts_with('.') && rest.eq_ignore_ascii_case(&name[dot..]),
-        _ => false,
-    }
+/// The index of status snapshots (by MD name and by the names they cover).
+pub fn index_of(snaps: &[MdSnapshot]) -> MdIndex {
+    MdIndex::new(
+        snaps
+            .iter()
+            .map(|s| (s.record.md.name.as_str(), s.record.md.domains.as_slice())),
+    )
 }
 
-/// The first MD with a domain covering `host` (exactly or by wildcard), as the C module's
-/// `md_get_by_domain`: MDs in order, each checked for both.
-pub fn find_md_by_domain<'a>(snaps: &'a [MdSnapshot], host: &str) -> Option<&'a MdSnapshot> {
-    snaps
-        .iter()
-        .find(|s| s.record.md.domains.iter().any(|d| dns_matches(d, host)))
+/// The first MD with a domain covering `host`, as the C module's `md_get_by_domain`: equal
+/// (case-insensitive, as DNS names are), or a `*.rest` domain and a host whose part from its
+/// first dot is `.rest` (one label only: `*.a.test` covers `www.a.test`, not `x.www.a.test`
+/// nor `a.test`). `index` is [`index_of`] the snapshots.
+pub fn find_md_by_domain<'a>(
+    snaps: &'a [MdSnapshot],
+    index: &MdIndex,
+    host: &str,
+) -> Option<&'a MdSnapshot> {
+    index.covering(host, true).and_then(|i| snaps.get(i))
 }
 
 /// Find the MD for a name (md-status/<name>): an MD name first, else as
 /// [`find_md_by_domain`] (the C module's handler does the same two look-ups).
-pub fn find_md<'a>(snaps: &'a [MdSnapshot], name: &str) -> Option<&'a MdSnapshot> {
-    snaps
-        .iter()
-        .find(|s| s.record.md.name.eq_ignore_ascii_case(name))
-        .or_else(|| find_md_by_domain(snaps, name))
+pub fn find_md<'a>(snaps: &'a [MdSnapshot], index: &MdIndex, name: &str) -> Option<&'a MdSnapshot> {
+    index
+        .by_name(name)
+        .or_else(|| index.covering(name, true))
+        .and_then(|i| snaps.get(i))
 }
 
 #[cfg(test)]
@@ -93,15 +93,16 @@ mod tests {
         a.record.md.domains = vec!["a.test".into(), "www.a.test".into()];
         let b = missing_snapshot("www.b.test");
         let snaps = [a, b];
+        let ix = index_of(&snaps);
         assert_eq!(
-            find_md(&snaps, "WWW.A.test").unwrap().record.md.name,
+            find_md(&snaps, &ix, "WWW.A.test").unwrap().record.md.name,
             "a.test"
         );
         assert_eq!(
-            find_md(&snaps, "www.b.test").unwrap().record.md.name,
+            find_md(&snaps, &ix, "www.b.test").unwrap().record.md.name,
             "www.b.test"
         );
-        assert!(find_md(&snaps, "md-status").is_none());
+        assert!(find_md(&snaps, &ix, "md-status").is_none());
 
         let v = MdView {
             snap: &snaps[1],
@@ -119,26 +120,31 @@ mod tests {
 
     #[test]
     fn wildcard_domains_cover_one_label() {
-        assert!(dns_matches("*.a.test", "www.a.test"));
-        assert!(dns_matches("*.a.test", "WWW.A.Test"));
-        assert!(dns_matches("*.a.test", "*.a.test"));
-        assert!(!dns_matches("*.a.test", "x.www.a.test"));
-        assert!(!dns_matches("*.a.test", "a.test"));
-        assert!(!dns_matches("*.a.test", "wwwa.test"));
-        assert!(!dns_matches("www.a.test", "x.a.test"));
+        let mut a = missing_snapshot("a");
+        a.record.md.domains = vec!["*.a.test".into()];
+        let snaps = [a];
+        let ix = index_of(&snaps);
+        let covered = |h: &str| find_md_by_domain(&snaps, &ix, h).is_some();
+        assert!(covered("www.a.test"));
+        assert!(covered("WWW.A.Test"));
+        assert!(covered("*.a.test"));
+        assert!(!covered("x.www.a.test"));
+        assert!(!covered("a.test"));
+        assert!(!covered("wwwa.test"));
         let mut w = missing_snapshot("w.test");
         w.record.md.domains = vec!["w.test".into(), "*.w.test".into()];
         let mut c = missing_snapshot("*.c.test");
         c.record.md.domains = vec!["*.c.test".into()];
         let snaps = [w, c];
-        let name = |n: &str| find_md(&snaps, n).map(|s| s.record.md.name.clone());
+        let ix = index_of(&snaps);
+        let name = |n: &str| find_md(&snaps, &ix, n).map(|s| s.record.md.name.clone());
         assert_eq!(name("www.w.test").as_deref(), Some("w.test"));
         assert_eq!(name("*.w.test").as_deref(), Some("w.test"));
         assert_eq!(name("x.c.test").as_deref(), Some("*.c.test"));
         assert_eq!(name("*.c.test").as_deref(), Some("*.c.test"));
         assert_eq!(name("a.b.w.test"), None);
         assert_eq!(name("c.test"), None);
-        let host = |n: &str| find_md_by_domain(&snaps, n).map(|s| s.record.md.name.clone());
+        let host = |n: &str| find_md_by_domain(&snaps, &ix, n).map(|s| s.record.md.name.clone());
         assert_eq!(host("y.c.test").as_deref(), Some("*.c.test"));
         assert_eq!(host("w.test").as_deref(), Some("w.test"));
         assert_eq!(host("a.b.w.test"), None);
