@@ -125,9 +125,10 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
                     }
                 }
             }
-            // `installed` (as root, in the parent) for what was just activated.
+            // `installed` (as root, in the parent) for what was just activated. Off httpd's
+            // main thread: a command's stderr is read by a thread (see `offload`).
             let log = crate::log::ServerLog(s);
-            for name in installed {
+            let raise = |name: String| {
                 let st = registry.store();
                 let mut job = st
                     .load_job(Group::Domains, &name)
@@ -140,11 +141,23 @@ pub unsafe extern "C" fn md_rs_post_config_before_ssl(
                 {
                     let _ = st.save_job(Group::Domains, &name, &job);
                 }
+            };
+            if !installed.is_empty() {
+                // SAFETY: as in sync_logged.
+                unsafe {
+                    crate::offload::off_main_thread(|| installed.into_iter().for_each(raise))
+                };
             }
         }
         // SAFETY: s is the live base server, in the config phase.
         let pairs = unsafe { crate::state::pair_cache(s) };
-        md_core::serve::prewarm_pairs(&state.mds, &state.store_dir, pairs);
+        // Off httpd's main thread: many pairs are checked by threads (see `offload`).
+        // SAFETY: as in sync_logged.
+        unsafe {
+            crate::offload::off_main_thread(|| {
+                md_core::serve::prewarm_pairs(&state.mds, &state.store_dir, pairs)
+            })
+        };
         log_s!(
             s,
             Level::Debug,
@@ -196,7 +209,10 @@ fn sync_after_linking(s: *const ffi::server_rec, state: &crate::state::ModState)
 
 /// Sync `mds` into the store; problems are logged (AH10172) and never fatal.
 fn sync_logged(s: *const ffi::server_rec, registry: &Registry<FsStore>, mds: &[ManagedDomain]) {
-    match registry.sync(mds) {
+    // Off httpd's main thread: many MDs are written by threads (see `offload`).
+    // SAFETY: the closure borrows only what this thread passes it, and takes over nothing
+    // tied to this thread.
+    match unsafe { crate::offload::off_main_thread(|| registry.sync(mds)) } {
         Ok(sync) => {
             for (name, err) in &sync.errors {
                 log_s!(

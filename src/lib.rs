@@ -15,6 +15,7 @@ mod hooks;
 mod log;
 mod module;
 mod ocsp;
+mod offload;
 mod redirect;
 mod request;
 mod restart;

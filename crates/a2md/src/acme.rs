@@ -76,7 +76,7 @@ pub fn run(cli: &Cli, out: &mut Out, cmd: &AcmeCmd) -> CmdResult {
                 .ok_or_else(|| Fail::usage("acme newreg needs the CA's directory URL: -a URL"))?;
             let client = connect(cli, url)?;
             let ws = open_write(root)?;
-            let key = PrivateKey::generate(KeyType::ACCOUNT_DEFAULT)
+            let key = PrivateKey::generate_with_threads(KeyType::ACCOUNT_DEFAULT)
                 .map_err(|e| Fail::general(e.to_string()))?;
             let new = NewAccount {
                 contacts: contacts.iter().map(|c| contact_uri(c)).collect(),

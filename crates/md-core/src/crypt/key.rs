@@ -112,14 +112,24 @@ impl std::fmt::Debug for PrivateKey {
 }
 
 impl PrivateKey {
-    /// Generate a new key.
+    /// Generate a new key on the calling thread (safe in httpd's parent process).
     pub fn generate(kt: KeyType) -> Result<PrivateKey, CryptError> {
+        Self::make(kt, false)
+    }
+
+    /// Generate a new key, an RSA key with a second thread (half the wait): for the renewal
+    /// child and a2md, never httpd's parent (see `rsa_gen`).
+    pub fn generate_with_threads(kt: KeyType) -> Result<PrivateKey, CryptError> {
+        Self::make(kt, true)
+    }
+
+    fn make(kt: KeyType, parallel: bool) -> Result<PrivateKey, CryptError> {
         let pkey = match kt {
             KeyType::Rsa(bits) => {
                 if !RSA_BITS_RANGE.contains(&bits) {
                     return Err(CryptError::UnsupportedKey(format!("RSA {bits} bits")));
                 }
-                PKey::from_rsa(super::rsa_gen::generate(bits)?)?
+                PKey::from_rsa(super::rsa_gen::generate(bits, parallel)?)?
             }
             KeyType::Ec(c) => {
                 let g = EcGroup::from_curve_name(c.nid())?;

@@ -13,9 +13,9 @@
 //! 2^(nlen/2 - 100)` and `d > 2^(nlen/2)`, with `d = e^-1 mod lcm(p-1, q-1)`. The key must
 //! then pass one private-key round trip before it is handed out.
 //!
-//! The two primes come from two threads: the wait for one key is about halved, which a
-//! first renewal (account key, then certificate keys) feels; with all cores busy the total
-//! work is the same.
+//! In the renewal, the two primes come from two threads: the wait for one key is about
+//! halved, which a first renewal (account key, then certificate keys) feels; with all cores
+//! busy the total work is the same.
 
 use openssl::bn::{BigNum, BigNumContext, BigNumRef};
 use openssl::error::ErrorStack;
@@ -25,18 +25,24 @@ use openssl::rsa::{Padding, Rsa};
 /// The public exponent (F4), as every ACME client and OpenSSL's default use.
 const E: u32 = 65537;
 
-/// A new RSA key whose modulus has exactly `bits` bits.
-pub(super) fn generate(bits: u32) -> Result<Rsa<Private>, ErrorStack> {
+/// A new RSA key whose modulus has exactly `bits` bits; `parallel`: q is searched on a
+/// thread of its own. Never in httpd's parent process: a thread started from there keeps the
+/// module mapped after httpd unloads it (FFI-NOTES), so a reload would not load an upgrade.
+pub(super) fn generate(bits: u32, parallel: bool) -> Result<Rsa<Private>, ErrorStack> {
     let bits_p = bits.div_ceil(2);
     let bits_q = bits - bits_p;
     loop {
-        let (p, q) = std::thread::scope(|s| {
-            let q = s.spawn(|| prime(bits_q));
-            let p = prime(bits_p);
-            // A panic in the other thread is not OpenSSL's error to report: pass it on.
-            let q = q.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            Ok::<_, ErrorStack>((p?, q?))
-        })?;
+        let (p, q) = if parallel {
+            std::thread::scope(|s| {
+                let q = s.spawn(|| prime(bits_q));
+                let p = prime(bits_p);
+                // A panic in the other thread is not OpenSSL's error to report: pass it on.
+                let q = q.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                Ok::<_, ErrorStack>((p?, q?))
+            })?
+        } else {
+            (prime(bits_p)?, prime(bits_q)?)
+        };
         if let Some(key) = assemble(bits, p, q)? {
             return Ok(key);
         }
@@ -146,8 +152,8 @@ mod tests {
 
     #[test]
     fn keys_have_the_size_asked_and_pass_openssls_check() {
-        for bits in [2048, 2049, 3072] {
-            let k = generate(bits).unwrap();
+        for (bits, parallel) in [(2048, true), (2049, false), (3072, true)] {
+            let k = generate(bits, parallel).unwrap();
             assert_eq!(k.n().num_bits(), bits as i32, "{bits}");
             assert_eq!(k.e().to_dec_str().unwrap().to_string(), "65537");
             // RSA_check_key: p, q prime, n = pq, d e = 1 mod lcm, the CRT values
@@ -163,7 +169,7 @@ mod tests {
 
     #[test]
     fn keys_sign_and_survive_pem() {
-        let k = PKey::from_rsa(generate(2048).unwrap()).unwrap();
+        let k = PKey::from_rsa(generate(2048, false).unwrap()).unwrap();
         let pem = k.private_key_to_pem_pkcs8().unwrap();
         let back = PKey::private_key_from_pem(&pem).unwrap();
         let mut s = Signer::new(MessageDigest::sha256(), &back).unwrap();
@@ -176,8 +182,8 @@ mod tests {
 
     #[test]
     fn no_two_keys_share_a_prime() {
-        let a = generate(2048).unwrap();
-        let b = generate(2048).unwrap();
+        let a = generate(2048, true).unwrap();
+        let b = generate(2048, true).unwrap();
         let mut ctx = BigNumContext::new().unwrap();
         assert!(is_one(&gcd(a.n(), b.n(), &mut ctx).unwrap()));
     }

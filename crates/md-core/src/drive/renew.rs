@@ -896,7 +896,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                     // that cannot take it (full, read-only) then fails the attempt before
                     // any CA traffic; generated during the validation, a full disk cost a
                     // new order per attempt (test_disk_faults.py).
-                    let k = PrivateKey::generate(KeyType::from_spec(spec)?)?;
+                    let k = PrivateKey::generate_with_threads(KeyType::from_spec(spec)?)?;
                     self.store
                         .save_pkey(Group::Staging, name, &key_file, k.pkey())?;
                     k
@@ -1038,7 +1038,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 }
             }
         }
-        let key = PrivateKey::generate(KeyType::ACCOUNT_DEFAULT)?;
+        let key = PrivateKey::generate_with_threads(KeyType::ACCOUNT_DEFAULT)?;
         let agreement = match md.ca_agreement.as_deref() {
             Some(a) if a.eq_ignore_ascii_case("accepted") => {
                 client.directory().terms_of_service.clone()
