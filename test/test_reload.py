@@ -13,15 +13,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from lib.httpd import HttpdServer, module_by_name
 from lib.pebble import Pebble
-from test_renewal import md_conf, vhosts, wait_staged
+from test_renewal import graceful, md_conf, vhosts, wait_staged
 
 
 def mapped(pid: int, so: Path) -> set[int]:
@@ -32,15 +30,6 @@ def mapped(pid: int, so: Path) -> set[int]:
         if len(parts) == 6 and parts[5].removesuffix(" (deleted)") == str(so):
             found.add(int(parts[4]))
     return found
-
-
-def graceful(srv: HttpdServer, timeout=60):
-    n = srv.error_log().count("AH00489")
-    os.kill(srv.proc.pid, signal.SIGUSR1)
-    deadline = time.monotonic() + timeout
-    while srv.error_log().count("AH00489") <= n:
-        assert time.monotonic() < deadline, srv.error_log()[-3000:]
-        time.sleep(0.1)
 
 
 def body(n: int, keys: str) -> str:
@@ -63,7 +52,7 @@ def test_rs_graceful_restart_loads_a_replaced_module(tmp_path, n, keys):
         assert mapped(pid, so) == {first}
         second = replace(so)  # an upgrade
         assert second != first
-        graceful(srv)
+        graceful(srv, timeout=60)
         # the second start of the first generation's config made the same keys, pairs and
         # files again: the reload must still drop the old mapping
         assert mapped(pid, so) == {second}, (first, second, mapped(pid, so))
