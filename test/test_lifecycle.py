@@ -53,6 +53,7 @@ import pytest
 
 from lib.httpd import HttpdServer, check_prerequisites, children_of, module_by_name
 from lib.pebble import Pebble
+import lib.wait
 from test_renewal import graceful, md_conf, served_chain_ok, vhosts, wait_staged
 
 CHECK = "MDCheckInterval 1s\n"
@@ -115,15 +116,8 @@ def n_orders(peb: Pebble) -> int:
 
 
 def wait_for(cond, timeout: float, what: str, srv: HttpdServer | None = None):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            log = srv.error_log()[-4000:] if srv is not None else ""
-            raise AssertionError(f"timed out ({timeout}s) waiting for {what}\n{log}")
-        time.sleep(0.1)
+    return lib.wait.wait_for(cond, timeout, what,
+                             logs=lambda: srv.error_log()[-4000:] if srv is not None else "")
 
 
 def start(srv: HttpdServer):

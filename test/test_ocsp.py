@@ -27,6 +27,7 @@ import pytest
 from lib.httpd import HttpdServer
 from lib.ocsp import OcspResponder, cert_ocsp_url, cert_sha1_hex, response_text
 from lib.pebble import Pebble
+from lib.wait import wait_for
 from test_renewal import graceful, md_conf, vhosts, wait_staged
 
 
@@ -95,17 +96,6 @@ class Env:
     def messages_list(self) -> list[str]:
         return [l for l in self.messages.read_text().splitlines() if l.strip()] \
             if self.messages.exists() else []
-
-
-def wait_for(pred, timeout=20, what="condition", interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timeout waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lib.pebble import Pebble, free_port  # noqa: E402
+import lib.wait  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("MDRS_DEBOOTSTRAP_CACHE", "/var/cache/mod-md-rs-test"))
@@ -170,13 +171,8 @@ def store_hashes(root: Root) -> dict[str, str]:
 
 
 def wait_for(cond, timeout, what, root: Root):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError(f"timeout ({timeout}s) waiting for {what}\n{root.error_log()[-4000:]}")
+    return lib.wait.wait_for(cond, timeout, what, logs=lambda: root.error_log()[-4000:],
+                             interval=0.2)
 
 
 def served_issuer(port: int, root_pem: Path) -> str:

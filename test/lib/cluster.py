@@ -43,6 +43,7 @@ from pathlib import Path
 from lib.httpd import HttpdServer, MdModule, children_of, free_ports
 from lib.pebble import Pebble
 from lib.postgres import Postgres
+import lib.wait
 
 AH10059 = re.compile(r"AH10059: The Managed Domain (\S+) has been setup")
 # one debug line per completed renewal watchdog run (C: AH10107, ours: "next renewal check in")
@@ -53,17 +54,8 @@ MD_LINE = re.compile(r"^\[[^\]]*\] \[md:(emerg|alert|crit|error|warn|notice|info
 
 
 def wait_for(cond, timeout: float, what, logs=lambda: ""):
-    """cond()'s first truthy value, polled every 0.2 s; AssertionError after `timeout` naming
-    `what` (a string, or a callable giving it then) and showing logs()."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            what = what() if callable(what) else what
-            raise AssertionError(f"timed out ({timeout:.0f}s) waiting for {what}\n{logs()}")
-        time.sleep(0.2)
+    """lib.wait.wait_for, polled every 0.2 s."""
+    return lib.wait.wait_for(cond, timeout, what, logs, interval=0.2)
 
 
 @dataclass

@@ -77,6 +77,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
+from lib.wait import wait_for
+
 STEPS = ("directory", "nonce", "account", "order", "authz", "challenge", "finalize",
          "certificate")
 KINDS = ("drop", "500", "503", "429", "badnonce", "truncate", "garble", "stall")
@@ -530,14 +532,8 @@ class FaultProxy:
 
 
 def wait_until(cond, timeout: float, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out ({timeout}s) waiting for {what}")
-        time.sleep(0.05)
+    """lib.wait.wait_for, polled every 0.05 s."""
+    return wait_for(cond, timeout, what, interval=0.05)
 
 
 __all__ = ["FaultProxy", "Fault", "STEPS", "KINDS", "step_of", "rewrite", "wait_until"]
