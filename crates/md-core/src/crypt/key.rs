@@ -112,13 +112,13 @@ impl std::fmt::Debug for PrivateKey {
 }
 
 impl PrivateKey {
-    /// Generate a new key on the calling thread (safe in httpd's parent process).
+    /// Generate a new key on the calling thread (safe on httpd's main thread).
     pub fn generate(kt: KeyType) -> Result<PrivateKey, CryptError> {
         Self::make(kt, false)
     }
 
     /// Generate a new key, an RSA key with a second thread (half the wait): for the renewal
-    /// child and a2md, never httpd's parent (see `rsa_gen`).
+    /// child and a2md, never httpd's main thread (see `rsa_gen`).
     pub fn generate_with_threads(kt: KeyType) -> Result<PrivateKey, CryptError> {
         Self::make(kt, true)
     }

@@ -26,7 +26,7 @@ use openssl::rsa::{Padding, Rsa};
 const E: u32 = 65537;
 
 /// A new RSA key whose modulus has exactly `bits` bits; `parallel`: q is searched on a
-/// thread of its own. Never in httpd's parent process: a thread started from there keeps the
+/// thread of its own. Never from httpd's main thread: a thread started from there keeps the
 /// module mapped after httpd unloads it (FFI-NOTES), so a reload would not load an upgrade.
 pub(super) fn generate(bits: u32, parallel: bool) -> Result<Rsa<Private>, ErrorStack> {
     let bits_p = bits.div_ceil(2);
