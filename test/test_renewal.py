@@ -258,6 +258,30 @@ def test_ca_down_backoff_and_recovery(ca_env, md_module):
     assert issuer_cn(served_chain_ok(srv, peb, "a.test")).startswith("Pebble Intermediate CA")
 
 
+def test_rs_mds_renewing_together_validate_the_stored_account_once(rs_ca_env):
+    """MDs that renew in one pass take the stored account the first of them validated with
+    the CA: one account request for the pass, not one per MD."""
+    srv, peb = rs_ca_env()
+    srv.render(md_conf(srv, peb, "MDomain a.test\n" + vhosts("a.test")))
+    assert srv.start().started
+    wait_staged(srv, "a.test")
+    graceful(srv)  # the new account moves to accounts/
+    assert list((srv.dir / "md" / "accounts").iterdir())
+    account_posts = lambda: len(re.findall(r"POST /my-account/\S* -> calling handler",
+                                           peb.log_all()))
+    before = account_posts()
+    names = ["b.test", "c.test", "d.test"]
+    srv.render(md_conf(srv, peb, "MDomain a.test\n" + vhosts("a.test") + "".join(
+        f"MDomain {n}\n" + vhosts(n) for n in names)))
+    graceful(srv)
+    for n in names:
+        wait_staged(srv, n)
+    assert account_posts() - before == 1, peb.log_all()[-3000:]
+    accounts = {json.loads((srv.dir / "md" / "staging" / n / "md.json").read_text())
+                .get("ca", {}).get("account") for n in names}
+    assert len(accounts) == 1 and None not in accounts, accounts
+
+
 def test_rs_a_pass_visits_only_what_is_due(rs_ca_env):
     """While one MD retries every second or two, the retry passes do not look at the MDs
     that have nothing to do (staged here, or renewed by hand): each pass logs how many it

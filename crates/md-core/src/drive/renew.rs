@@ -211,8 +211,11 @@ pub struct Renewer<'a, S: Store + Sync> {
     pub log: &'a (dyn LogSink + Sync),
     /// Module-wide settings.
     pub settings: RenewSettings,
-    /// Serialises account selection so that MDs renewing at once share one new account.
-    pub account_lock: Mutex<()>,
+    /// Serialises account selection so that MDs renewing at once share one new account, and
+    /// holds the accounts this renewer found or made: the MDs after the first take them from
+    /// memory instead of reading every staging directory and decoding the key again, or
+    /// asking the CA again whether a stored account is valid.
+    accounts: Mutex<Vec<KnownAccount>>,
     /// MDMessageCmd / MDNotifyCmd.
     pub events: Events,
     /// True once the process is going away (an old generation's child at a graceful
@@ -244,7 +247,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             root,
             log,
             settings,
-            account_lock: Mutex::new(()),
+            accounts: Mutex::new(Vec::new()),
             events,
             stopping: &|| false,
             ari: None,
@@ -987,7 +990,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         client: &AcmeClient,
         ca_url: &str,
     ) -> Result<(Option<String>, AccountKey), RenewError> {
-        let _guard = self.account_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
         let name = md.name.as_str();
         let st = self.store;
         let eab = match &md.eab {
@@ -1005,16 +1008,33 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             let key = st.load_pkey(group, id, files::ACCOUNT_KEY).ok()??;
             Some((rec, PrivateKey::from_pkey(key).ok()?))
         };
-        // Staged accounts: ours first, then other MDs' (they are activated with them).
-        let mut staged: Vec<String> = vec![name.to_string()];
-        staged.extend(st.names(Group::Staging)?.into_iter().filter(|n| n != name));
-        for other in &staged {
+        // Staged accounts: ours first, then those this renewer has (staged or validated), then
+        // other MDs' staged ones (they are activated with them).
+        if let Some((rec, key)) = load(Group::Staging, name) {
+            if rec.ca_url == ca_url && rec.is_valid() && rec.eab == eab_json {
+                return Ok((None, AccountKey::new(key, rec.url)));
+            }
+        }
+        let fits = |k: &&KnownAccount| k.rec.ca_url == ca_url && k.rec.eab == eab_json;
+        if let Some(k) = known.iter().find(fits) {
+            return match &k.stored_id {
+                Some(id) => Ok((
+                    Some(id.clone()),
+                    AccountKey::new(k.key.clone(), k.rec.url.clone()),
+                )),
+                None => {
+                    st.save_pkey(Group::Staging, name, files::ACCOUNT_KEY, k.key.pkey())?;
+                    st.save_account(Group::Staging, name, &k.rec)?;
+                    Ok((None, AccountKey::new(k.key.clone(), k.rec.url.clone())))
+                }
+            };
+        }
+        for other in st.names(Group::Staging)?.iter().filter(|n| *n != name) {
             if let Some((rec, key)) = load(Group::Staging, other) {
                 if rec.ca_url == ca_url && rec.is_valid() && rec.eab == eab_json {
-                    if other != name {
-                        st.save_pkey(Group::Staging, name, files::ACCOUNT_KEY, key.pkey())?;
-                        st.save_account(Group::Staging, name, &rec)?;
-                    }
+                    st.save_pkey(Group::Staging, name, files::ACCOUNT_KEY, key.pkey())?;
+                    st.save_account(Group::Staging, name, &rec)?;
+                    known.push(KnownAccount::new(None, &rec, &key));
                     return Ok((None, AccountKey::new(key, rec.url)));
                 }
             }
@@ -1026,9 +1046,12 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             if rec.ca_url != ca_url || !rec.is_valid() || rec.eab != eab_json {
                 continue;
             }
-            let acct = AccountKey::new(key, rec.url.clone());
+            let acct = AccountKey::new(key.clone(), rec.url.clone());
             match client.validate_account(&acct, md.ca_agreement.as_deref()) {
-                Ok(a) if a.is_valid() => return Ok((Some(id), acct)),
+                Ok(a) if a.is_valid() => {
+                    known.push(KnownAccount::new(Some(id.clone()), &rec, &key));
+                    return Ok((Some(id), acct));
+                }
                 Ok(_) | Err(_) => {
                     crate::md_log!(
                         *self.log,
@@ -1071,7 +1094,26 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
         // Key first: an account.json without its key would be picked up and fail.
         st.save_pkey(Group::Staging, name, files::ACCOUNT_KEY, key.pkey())?;
         st.save_account(Group::Staging, name, &rec)?;
+        known.push(KnownAccount::new(None, &rec, &key));
         Ok((None, AccountKey::new(key, account.url)))
+    }
+}
+
+/// An account a renewer found or made: `stored_id` for one of `accounts/` (validated with
+/// the CA), `None` for one staged with an MD.
+struct KnownAccount {
+    stored_id: Option<String>,
+    rec: AccountRecord,
+    key: PrivateKey,
+}
+
+impl KnownAccount {
+    fn new(stored_id: Option<String>, rec: &AccountRecord, key: &PrivateKey) -> Self {
+        KnownAccount {
+            stored_id,
+            rec: rec.clone(),
+            key: key.clone(),
+        }
     }
 }
 
