@@ -616,6 +616,15 @@ mod tests {
         std::fs::copy(&files[1].1, &files[0].1).unwrap();
         fallback_files(&list[0], &dir, &mut keys).unwrap();
         assert_ne!(std::fs::read(&files[0].0).unwrap(), cert1);
+        // So is a certificate a crash left empty or cut short (these files are not synced).
+        for cut in [0, 100] {
+            let cert = std::fs::read(&files[1].0).unwrap();
+            std::fs::write(&files[1].0, &cert[..cut]).unwrap();
+            fallback_files(&list[0], &dir, &mut keys).unwrap();
+            let again = std::fs::read(&files[1].0).unwrap();
+            assert!(again.len() > cut, "{cut}");
+            crate::crypt::Certificate::from_pem(&again).unwrap();
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 

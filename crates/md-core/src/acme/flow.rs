@@ -219,9 +219,7 @@ impl AcmeClient {
             challenge_setups,
         })
     }
-}
 
-impl AcmeClient {
     /// Wait until the order is ready (then finalize it with `csr`), processing or valid.
     fn finalize_when_ready(
         &self,

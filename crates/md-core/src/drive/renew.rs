@@ -1015,25 +1015,27 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
                 return Ok((None, AccountKey::new(key, rec.url)));
             }
         }
+        // A staged account goes with this MD's staged set too (activation needs it).
+        let stage = |rec: &AccountRecord, key: &PrivateKey| -> Result<(), RenewError> {
+            // Key first: an account.json without its key would be picked up and fail.
+            st.save_pkey(Group::Staging, name, files::ACCOUNT_KEY, key.pkey())?;
+            st.save_account(Group::Staging, name, rec)?;
+            Ok(())
+        };
         let fits = |k: &&KnownAccount| k.rec.ca_url == ca_url && k.rec.eab == eab_json;
         if let Some(k) = known.iter().find(fits) {
-            return match &k.stored_id {
-                Some(id) => Ok((
-                    Some(id.clone()),
-                    AccountKey::new(k.key.clone(), k.rec.url.clone()),
-                )),
-                None => {
-                    st.save_pkey(Group::Staging, name, files::ACCOUNT_KEY, k.key.pkey())?;
-                    st.save_account(Group::Staging, name, &k.rec)?;
-                    Ok((None, AccountKey::new(k.key.clone(), k.rec.url.clone())))
-                }
-            };
+            if k.stored_id.is_none() {
+                stage(&k.rec, &k.key)?;
+            }
+            return Ok((
+                k.stored_id.clone(),
+                AccountKey::new(k.key.clone(), k.rec.url.clone()),
+            ));
         }
         for other in st.names(Group::Staging)?.iter().filter(|n| *n != name) {
             if let Some((rec, key)) = load(Group::Staging, other) {
                 if rec.ca_url == ca_url && rec.is_valid() && rec.eab == eab_json {
-                    st.save_pkey(Group::Staging, name, files::ACCOUNT_KEY, key.pkey())?;
-                    st.save_account(Group::Staging, name, &rec)?;
+                    stage(&rec, &key)?;
                     known.push(KnownAccount::new(None, &rec, &key));
                     return Ok((None, AccountKey::new(key, rec.url)));
                 }
@@ -1091,9 +1093,7 @@ impl<'a, S: Store + Sync> Renewer<'a, S> {
             eab: eab_json,
             ..Default::default()
         };
-        // Key first: an account.json without its key would be picked up and fail.
-        st.save_pkey(Group::Staging, name, files::ACCOUNT_KEY, key.pkey())?;
-        st.save_account(Group::Staging, name, &rec)?;
+        stage(&rec, &key)?;
         known.push(KnownAccount::new(None, &rec, &key));
         Ok((None, AccountKey::new(key, account.url)))
     }
